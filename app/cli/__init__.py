@@ -1,0 +1,51 @@
+"""The `quantdesk` command: the headless face of the same core the window uses.
+
+With no arguments it opens the window. Each subcommand lives in its own module in this
+package and registers itself through `add_parser(subparsers)`; COMMANDS lists them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from app import __version__
+from app.cli import info, selftest
+
+COMMANDS = [info, selftest]
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad file, bad option): printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantdesk",
+        description="Run, quantize and measure local language models. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"quantdesk {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        from app.ui.app import run_gui  # Qt is imported only when the window is wanted
+
+        return run_gui()
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "func", None):
+        build_parser().print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"quantdesk: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quantdesk: interrupted", file=sys.stderr)
+        return 130

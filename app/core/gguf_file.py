@@ -1,0 +1,141 @@
+"""Reading GGUF files we did not write, safely, on top of the `gguf` package.
+
+gguf's reader trusts the file; these functions check what it cannot (size, magic, version,
+tensor data inside the file, known types, unique names) and turn every failure into a
+GGUFError whose message names the problem in one line, so the CLI and the UI can show it as is.
+"""
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import gguf
+import numpy as np
+
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+
+
+class GGUFError(Exception):
+    """A GGUF file is unreadable or unsafe to use; the message says why, in one line."""
+
+
+def open_gguf(path: str | Path) -> gguf.GGUFReader:
+    """Open and validate a GGUF file. Raises GGUFError naming the first problem found."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise GGUFError(f"{path}: no such file") from None
+    except OSError as e:
+        raise GGUFError(f"{path}: cannot read ({e.strerror})") from None
+    if not path.is_file():
+        raise GGUFError(f"{path}: not a file")
+    with path.open("rb") as f:
+        head = f.read(24)
+    if len(head) < 4 or head[:4] != GGUF_MAGIC:
+        raise GGUFError(f"{path.name}: not a GGUF file (wrong magic bytes)")
+    if len(head) < 24:
+        raise GGUFError(f"{path.name}: truncated (file ends inside the header)")
+    version = struct.unpack("<I", head[4:8])[0]
+    if version not in SUPPORTED_VERSIONS:
+        raise GGUFError(f"{path.name}: unsupported GGUF version {version} (supported: 2 and 3)")
+    try:
+        reader = gguf.GGUFReader(path, "r")
+    except (IndexError, ValueError, OverflowError, MemoryError, struct.error, KeyError, TypeError) as e:
+        # The reader's own messages describe numpy internals; the user needs to know the file is bad.
+        raise GGUFError(
+            f"{path.name}: corrupt or truncated (the metadata or tensor table is malformed, "
+            f"or the file ends before the data it describes)"
+        ) from None
+    _check_tensors(path.name, reader, size)
+    return reader
+
+
+def _check_tensors(name: str, reader: gguf.GGUFReader, size: int) -> None:
+    seen: set[str] = set()
+    for t in reader.tensors:
+        if t.name in seen:
+            raise GGUFError(f"{name}: duplicate tensor name {t.name!r}")
+        seen.add(t.name)
+        try:
+            qtype = gguf.GGMLQuantizationType(int(t.tensor_type))
+        except ValueError:
+            raise GGUFError(f"{name}: tensor {t.name!r} has unknown type {int(t.tensor_type)}") from None
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        n = int(np.prod([int(d) for d in t.shape], dtype=np.uint64))
+        if n % block:
+            raise GGUFError(f"{name}: tensor {t.name!r} has {n} elements, not a multiple of {block} for {qtype.name}")
+        end = int(t.data_offset) + n // block * type_size
+        if end > size:
+            raise GGUFError(f"{name}: tensor {t.name!r} data runs past the end of the file (truncated?)")
+
+
+def field_value(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:
+    """A metadata value as a plain Python value (str, int, float, bool or list)."""
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    try:
+        return f.contents()
+    except Exception:
+        return default
+
+
+@dataclass
+class ModelInfo:
+    """What `quantdesk info` and the Library show about a GGUF file."""
+
+    path: Path
+    size_bytes: int
+    architecture: str
+    name: str
+    parameters: int
+    file_type: str
+    tensor_types: dict[str, int] = field(default_factory=dict)
+    context_length: Optional[int] = None
+    has_chat_template: bool = False
+    block_count: Optional[int] = None
+    embedding_length: Optional[int] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["path"] = str(self.path)
+        return d
+
+
+def file_type_name(value: Optional[int]) -> str:
+    """general.file_type number -> 'Q4_K_M' (as llama.cpp names it)."""
+    if value is None:
+        return "unknown"
+    try:
+        name = gguf.LlamaFileType(int(value)).name
+    except ValueError:
+        return f"unknown ({value})"
+    return name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """Validate the file and summarise it. Raises GGUFError."""
+    path = Path(path)
+    reader = open_gguf(path)
+    arch = str(field_value(reader, "general.architecture", "unknown"))
+    histogram = Counter(gguf.GGMLQuantizationType(int(t.tensor_type)).name for t in reader.tensors)
+    params = sum(int(t.n_elements) for t in reader.tensors)
+    ctx = field_value(reader, f"{arch}.context_length")
+    return ModelInfo(
+        path=path,
+        size_bytes=path.stat().st_size,
+        architecture=arch,
+        name=str(field_value(reader, "general.name", path.stem)),
+        parameters=params,
+        file_type=file_type_name(field_value(reader, "general.file_type")),
+        tensor_types=dict(histogram.most_common()),
+        context_length=int(ctx) if ctx is not None else None,
+        has_chat_template=reader.fields.get("tokenizer.chat_template") is not None,
+        block_count=field_value(reader, f"{arch}.block_count"),
+        embedding_length=field_value(reader, f"{arch}.embedding_length"),
+    )

@@ -1,0 +1,117 @@
+/* Shared helpers and the kernel contract of the k-quant library: not part of the public API.
+ *
+ * CONTRACT (scalar, AVX2 and NEON kernels all follow it; keep it stable):
+ *
+ *   void kq_quantize_row_<type>_<isa>(const float *x, uint8_t *y, int64_t n, const float *qw);
+ *
+ *   <type>  lowercase ggml name: q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k iq4_nl iq4_xs
+ *   <isa>   scalar | avx2 | neon
+ *   x       one row of n float32 values, all finite (the caller has checked)
+ *   y       kq_row_size(type, n) bytes, written completely (packed GGUF blocks)
+ *   n       a positive multiple of the type's block size (the caller has checked)
+ *   qw      NULL, or the importance-matrix weights of this row's n columns (finite)
+ *
+ *   The output must be byte-identical to the scalar function (which is byte-identical to
+ *   ggml_quantize_chunk). Rows are independent; a kernel keeps no state between calls and
+ *   is thread-safe. No heap allocation in kernels (stack buffers sized by the block only).
+ *
+ * Dispatch: dispatch.c holds one table per ISA indexed by ggml type number; a NULL entry
+ * falls back to the scalar kernel. SIMD files (avx2.c, neon.c) add their entries there.
+ */
+#ifndef KQUANT_INTERNAL_H
+#define KQUANT_INTERNAL_H
+#include <stdint.h>
+#include <string.h>
+
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+typedef void (*kq_row_fn)(const float *x, uint8_t *y, int64_t n, const float *qw);
+typedef void (*kq_dequant_fn)(const uint8_t *x, float *y, int64_t n);
+
+/* X-macro over every supported type: X(lowercase, ggml type number, block size, block bytes). */
+#define KQ_FOR_EACH_TYPE(X) \
+    X(q4_0, 2, 32, 18)      \
+    X(q4_1, 3, 32, 20)      \
+    X(q5_0, 6, 32, 22)      \
+    X(q5_1, 7, 32, 24)      \
+    X(q8_0, 8, 32, 34)      \
+    X(q2_k, 10, 256, 84)    \
+    X(q3_k, 11, 256, 110)   \
+    X(q4_k, 12, 256, 144)   \
+    X(q5_k, 13, 256, 176)   \
+    X(q6_k, 14, 256, 210)   \
+    X(iq4_nl, 20, 32, 18)   \
+    X(iq4_xs, 23, 256, 136)
+
+/* Table size: one slot per ggml type number up to the largest we support. */
+#define KQ_TYPE_SLOTS 24
+
+/* Scalar reference kernels (scalar_legacy.c, scalar_k.c, scalar_iq4.c), and their dequantizers. */
+#define KQ_DECLARE_SCALAR(name, id, blk, bytes)                                                \
+    void kq_quantize_row_##name##_scalar(const float *x, uint8_t *y, int64_t n, const float *qw); \
+    void kq_dequantize_row_##name(const uint8_t *x, float *y, int64_t n);
+KQ_FOR_EACH_TYPE(KQ_DECLARE_SCALAR)
+#undef KQ_DECLARE_SCALAR
+
+/* SIMD kernels: declared for every type so a SIMD file can define any subset of them. */
+#define KQ_DECLARE_SIMD(name, id, blk, bytes)                                                 \
+    void kq_quantize_row_##name##_avx2(const float *x, uint8_t *y, int64_t n, const float *qw); \
+    void kq_quantize_row_##name##_neon(const float *x, uint8_t *y, int64_t n, const float *qw);
+KQ_FOR_EACH_TYPE(KQ_DECLARE_SIMD)
+#undef KQ_DECLARE_SIMD
+
+/* IQ4_NL / IQ4_XS non-linear code book (ggml's kvalues_iq4nl). */
+extern const int8_t kq_iq4nl_values[16];
+
+/* ---- numeric helpers shared by every ISA ---- */
+
+static inline float kq_bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t kq_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* IEEE fp32 -> fp16, round to nearest even; NaN becomes 0x7E00 (as ggml does). */
+static inline uint16_t kq_fp32_to_fp16(float f) {
+    const uint32_t x = kq_f32_to_bits(f);
+    const uint32_t sign = (x >> 16) & 0x8000u;
+    const uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return 0x7e00u;                    /* NaN */
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504 -> inf */
+    if (ax < 0x38800000u) {                                  /* fp16 subnormal or zero */
+        /* Adding 0.5 puts the fp16 subnormal grid (2^-24) on the fp32 ulp: the FPU rounds. */
+        const float a = kq_bits_to_f32(ax) + 0.5f;
+        return (uint16_t)(sign | (kq_f32_to_bits(a) - 0x3f000000u));
+    }
+    /* Re-bias the exponent (127 -> 15) and round the 13 dropped mantissa bits to even. */
+    const uint32_t mant_odd = (ax >> 13) & 1u;
+    return (uint16_t)(sign | ((ax + 0xc8000fffu + mant_odd) >> 13));
+}
+
+/* IEEE fp16 -> fp32 (exact). */
+static inline float kq_fp16_to_fp32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1Fu;
+    uint32_t man = h & 0x3FFu;
+    if (exp == 0x1F) return kq_bits_to_f32(sign | 0x7F800000u | (man << 13));
+    if (exp == 0) {
+        if (man == 0) return kq_bits_to_f32(sign);
+        /* subnormal: value = man * 2^-24 */
+        float v = (float)man * 0x1.0p-24f;
+        return sign ? -v : v;
+    }
+    return kq_bits_to_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+/* bfloat16 -> fp32 (exact: the top half of the fp32 bits). */
+static inline float kq_bf16_to_fp32(uint16_t h) { return kq_bits_to_f32((uint32_t)h << 16); }
+
+/* Round to nearest, ties to even, via the 1.5*2^23 trick; valid for |f| <= 4194303. */
+static inline int kq_nearest_int(float f) {
+    const float val = f + 12582912.f;
+    const int32_t i = (int32_t)kq_f32_to_bits(val);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static inline void kq_put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline uint16_t kq_get_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+#endif
