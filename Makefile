@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.quantdesk-installed
 NATIVE := $(wildcard native/*.c native/*.h native/include/*.h native/build_kquant.py)
 
-.PHONY: install run test test-python bench lint native clean
+.PHONY: install run test test-python bench lint native clean test-native test-neon
 
 install: $(STAMP)
 
@@ -37,3 +37,64 @@ native: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info app/kquant/_kquant*.so
+
+# ---- C tests of native/ (native/tests/test_simd.c): every ISA this machine can run must write the
+# scalar path's bytes; bad input must fail cleanly. No venv needed. NATIVE_ROUNDS: random rows per type.
+CC            ?= cc
+NATIVE_BUILD  := native/build
+NATIVE_ROUNDS ?= 200
+NATIVE_CORE   := $(filter-out native/avx2.c native/neon.c,$(wildcard native/*.c))
+NATIVE_CFLAGS := -std=gnu11 -O1 -g -ffp-contract=off -fno-omit-frame-pointer -Inative -Inative/include
+ARCH          := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+NATIVE_SIMD   := native/avx2.c -DKQ_HAVE_AVX2
+else ifneq ($(filter aarch64 arm64,$(ARCH)),)
+NATIVE_SIMD   := native/neon.c -DKQ_HAVE_NEON
+endif
+
+test-native:
+	@mkdir -p $(NATIVE_BUILD)
+	$(CC) $(NATIVE_CFLAGS) -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+		$(NATIVE_CORE) $(NATIVE_SIMD) native/tests/test_simd.c -lm -o $(NATIVE_BUILD)/test_simd
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(NATIVE_BUILD)/test_simd $(NATIVE_ROUNDS)
+
+# The NEON kernels, cross-compiled for arm64 and run under qemu-user (scalar vs neon, with UBSan);
+# on x86-64 also the baseline build on an emulated pre-AVX CPU. Installs Debian's cross compiler and
+# qemu-user on first use.
+AARCH64_CC    := aarch64-linux-gnu-gcc
+SUDO          := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NEON_ROUNDS   ?= 40
+
+test-neon:
+	@command -v $(AARCH64_CC) >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user; }
+	@mkdir -p $(NATIVE_BUILD)
+	$(AARCH64_CC) $(NATIVE_CFLAGS) -fsanitize=undefined -fno-sanitize-recover=undefined \
+		$(NATIVE_CORE) native/neon.c -DKQ_HAVE_NEON native/tests/test_simd.c -lm -o $(NATIVE_BUILD)/test_simd_arm64
+	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 $(NATIVE_BUILD)/test_simd_arm64 $(NEON_ROUNDS)
+ifeq ($(ARCH),x86_64)
+	@# The x86-64 build (AVX2 file included) on an emulated CPU without AVX: must fall back to scalar, no SIGILL.
+	$(CC) -std=gnu11 -O2 -ffp-contract=off -static -Inative -Inative/include $(NATIVE_CORE) native/avx2.c -DKQ_HAVE_AVX2 \
+		native/tests/test_simd.c -lm -o $(NATIVE_BUILD)/test_simd_static
+	qemu-x86_64 -cpu Westmere $(NATIVE_BUILD)/test_simd_static 5
+endif
+
+# ---- Installers (packaging/README.md). `make bundle`: the PyInstaller bundle (dist/quantdesk), its
+# .tar.gz and a .deb (on macOS: the .app and a .dmg), built with the llama-cpp-python in .venv: here
+# that is a native build, fine for this machine but not for distribution (release.yml builds a
+# portable one). `make bundle-test`: the bundled `quantdesk selftest` in a clean environment, the
+# .tar.gz unpacked and run, the .deb installed into a scratch root with dpkg, and the start-up time.
+.PHONY: bundle bundle-test
+BUNDLE_STAMP := $(VENV)/.quantdesk-bundle-tools
+BUNDLE_OS    := $(if $(filter Darwin,$(shell uname -s)),macos,linux)
+
+$(BUNDLE_STAMP): $(STAMP)
+	$(PIP) install --quiet -e '.[test,bundle]'
+	touch $(BUNDLE_STAMP)
+
+bundle: $(BUNDLE_STAMP)
+	$(PY) packaging/build.py $(BUNDLE_OS)
+
+bundle-test: $(BUNDLE_STAMP)
+	@test -e dist/quantdesk || $(MAKE) bundle
+	$(PY) packaging/bundle_test.py

@@ -1,39 +1,63 @@
 """cffi (API mode) build of the native k-quant library into app.kquant._kquant.
 
 Used by setup.py (cffi_modules) during `pip install`, and runnable directly
-(`python native/build_kquant.py`) to rebuild the extension in place while developing.
+(`python native/build_kquant.py`, i.e. `make native`) to rebuild the extension in place.
+
+Sources: the scalar reference kernels and the dispatcher always; avx2.c on x86-64 and neon.c
+on arm64 when those files exist. ISA flags live inside those files (`#pragma GCC target` /
+target attributes), so the common flags below stay baseline and every file is built with
+-ffp-contract=off: fused multiply-adds would change the bytes.
 """
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from pathlib import Path
 
 from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ["scalar.c", "dispatch.c"]
 
-ffibuilder = FFI()
-ffibuilder.cdef(
-    """
-    int kq_active_isa(void);
-    int kq_set_isa(int isa);
-    int64_t kq_quantize_f32(int type, const float *src, void *dst, int64_t nrows,
-                            int64_t n_per_row, const float *imatrix);
-    """
-)
+SOURCES = ["scalar_search.c", "scalar_legacy.c", "scalar_k.c", "scalar_iq4.c", "dispatch.c"]
+DEFINES: list[tuple[str, str | None]] = []
+
+_machine = platform.machine().lower()
+# QUANTDESK_SCALAR_ONLY=1 builds without the SIMD files (e.g. while one is being written).
+_simd = os.environ.get("QUANTDESK_SCALAR_ONLY", "") in ("", "0")
+if _simd and _machine in ("x86_64", "amd64") and (HERE / "avx2.c").exists():
+    SOURCES.append("avx2.c")
+    DEFINES.append(("KQ_HAVE_AVX2", "1"))
+if _simd and _machine in ("aarch64", "arm64") and (HERE / "neon.c").exists():
+    SOURCES.append("neon.c")
+    DEFINES.append(("KQ_HAVE_NEON", "1"))
+
+# The public API (native/include/kquant.h) as cffi sees it.
+CDEF = """
+int kq_active_isa(void);
+int kq_set_isa(int isa);
+int kq_isa_available(int isa);
+int kq_type_info(int type, int *block_size, int *block_bytes);
+int64_t kq_row_size(int type, int64_t n_per_row);
+int64_t kq_quantize(int type, int src_format, const void *src, int64_t nrows, int64_t n_per_row,
+                    const float *imatrix, void *dst, int64_t dst_size, int64_t *bad_row);
+int64_t kq_dequantize(int type, const void *src, int64_t src_size, float *dst, int64_t nrows,
+                      int64_t n_per_row);
+"""
 
 if sys.platform == "win32":
     _cflags = ["/fp:precise", "/O2"]
 else:
-    _cflags = ["-std=c11", "-O2", "-ffp-contract=off", "-fno-fast-math"]
+    _cflags = ["-std=gnu11", "-O3", "-ffp-contract=off", "-fno-fast-math"]
 
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "app.kquant._kquant",
     '#include "kquant.h"',
     sources=[os.path.relpath(HERE / s) for s in SOURCES],
     include_dirs=[os.path.relpath(HERE / "include"), os.path.relpath(HERE)],
+    define_macros=DEFINES,
     extra_compile_args=_cflags,
 )
 

@@ -1,49 +1,229 @@
-/* Runtime choice of kernels from the CPU's features, with an override for tests. */
+/* Runtime choice of kernels, plus the library's entry points (input conversion, validation).
+ *
+ * One table per ISA, indexed by ggml type number. A NULL SIMD entry falls back to the scalar
+ * kernel, so a SIMD file can land one type at a time.
+ */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "kquant.h"
 #include "kquant_internal.h"
 
-static int g_isa = -1;
+/* ---- type geometry ---- */
+
+typedef struct {
+    int block_size;  /* weights per block; 0 = unsupported type */
+    int block_bytes;
+    kq_dequant_fn dequant;
+} type_info;
+
+#define KQ_TYPE_ROW(name, id, blk, bytes) [id] = {blk, bytes, kq_dequantize_row_##name},
+static const type_info TYPES[KQ_TYPE_SLOTS] = {KQ_FOR_EACH_TYPE(KQ_TYPE_ROW)};
+#undef KQ_TYPE_ROW
+
+static const type_info *lookup(int type) {
+    if (type < 0 || type >= KQ_TYPE_SLOTS || TYPES[type].block_size == 0) return NULL;
+    return &TYPES[type];
+}
+
+/* ---- kernel tables ---- */
+
+#define KQ_SCALAR_ROW(name, id, blk, bytes) [id] = kq_quantize_row_##name##_scalar,
+static const kq_row_fn SCALAR_ROWS[KQ_TYPE_SLOTS] = {KQ_FOR_EACH_TYPE(KQ_SCALAR_ROW)};
+#undef KQ_SCALAR_ROW
+
+/* SIMD engineer: add your entries below as `[KQ_TYPE_Q4_K] = kq_quantize_row_q4_k_avx2,`.
+ * build_kquant.py defines KQ_HAVE_AVX2 / KQ_HAVE_NEON when it compiles avx2.c / neon.c. */
+#if defined(KQ_HAVE_AVX2)
+static const kq_row_fn AVX2_ROWS[KQ_TYPE_SLOTS] = {
+    [KQ_TYPE_Q8_0] = kq_quantize_row_q8_0_avx2, [KQ_TYPE_Q4_0] = kq_quantize_row_q4_0_avx2,
+    [KQ_TYPE_Q4_1] = kq_quantize_row_q4_1_avx2, [KQ_TYPE_Q5_0] = kq_quantize_row_q5_0_avx2,
+    [KQ_TYPE_Q5_1] = kq_quantize_row_q5_1_avx2, [KQ_TYPE_Q2_K] = kq_quantize_row_q2_k_avx2,
+    [KQ_TYPE_Q3_K] = kq_quantize_row_q3_k_avx2, [KQ_TYPE_Q4_K] = kq_quantize_row_q4_k_avx2,
+    [KQ_TYPE_Q5_K] = kq_quantize_row_q5_k_avx2, [KQ_TYPE_Q6_K] = kq_quantize_row_q6_k_avx2,
+    [KQ_TYPE_IQ4_NL] = kq_quantize_row_iq4_nl_avx2, [KQ_TYPE_IQ4_XS] = kq_quantize_row_iq4_xs_avx2,
+};
+#endif
+
+#if defined(KQ_HAVE_NEON)
+static const kq_row_fn NEON_ROWS[KQ_TYPE_SLOTS] = {
+    [KQ_TYPE_Q8_0] = kq_quantize_row_q8_0_neon, [KQ_TYPE_Q4_0] = kq_quantize_row_q4_0_neon,
+    [KQ_TYPE_Q4_1] = kq_quantize_row_q4_1_neon, [KQ_TYPE_Q5_0] = kq_quantize_row_q5_0_neon,
+    [KQ_TYPE_Q5_1] = kq_quantize_row_q5_1_neon, [KQ_TYPE_Q2_K] = kq_quantize_row_q2_k_neon,
+    [KQ_TYPE_Q3_K] = kq_quantize_row_q3_k_neon, [KQ_TYPE_Q4_K] = kq_quantize_row_q4_k_neon,
+    [KQ_TYPE_Q5_K] = kq_quantize_row_q5_k_neon, [KQ_TYPE_Q6_K] = kq_quantize_row_q6_k_neon,
+    [KQ_TYPE_IQ4_NL] = kq_quantize_row_iq4_nl_neon, [KQ_TYPE_IQ4_XS] = kq_quantize_row_iq4_xs_neon,
+};
+#endif
+
+/* ---- ISA selection ---- */
+
+static int g_isa = -1; /* -1: not chosen yet */
+
+static int cpu_has(int isa) {
+    switch (isa) {
+    case KQ_ISA_SCALAR:
+        return 1;
+    case KQ_ISA_AVX2:
+#if defined(KQ_HAVE_AVX2) && (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#else
+        return 0;
+#endif
+    case KQ_ISA_NEON:
+#if defined(KQ_HAVE_NEON) && (defined(__aarch64__) || defined(_M_ARM64))
+        return 1; /* Advanced SIMD is part of every AArch64 CPU */
+#else
+        return 0;
+#endif
+    default:
+        return 0;
+    }
+}
+
+int kq_isa_available(int isa) { return cpu_has(isa); }
 
 static int best_isa(void) {
-#if defined(__x86_64__) || defined(_M_X64)
-#if defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return KQ_ISA_AVX2;
-#endif
-#elif defined(__aarch64__) || defined(_M_ARM64)
-    return KQ_ISA_NEON;
-#endif
+    if (cpu_has(KQ_ISA_AVX2)) return KQ_ISA_AVX2;
+    if (cpu_has(KQ_ISA_NEON)) return KQ_ISA_NEON;
     return KQ_ISA_SCALAR;
 }
 
-static int isa_supported(int isa) {
-    if (isa == KQ_ISA_SCALAR) return 1;
-    return isa == best_isa();
-}
-
 int kq_active_isa(void) {
-    if (g_isa < 0) {
-        g_isa = best_isa();
-        const char *env = getenv("QUANTDESK_ISA");
-        if (env && strcmp(env, "scalar") == 0) g_isa = KQ_ISA_SCALAR;
+    int isa = __atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
+    if (isa >= 0) return isa;
+    isa = best_isa();
+    const char *env = getenv("QUANTDESK_ISA");
+    if (env) {
+        int wanted = -1;
+        if (strcmp(env, "scalar") == 0) wanted = KQ_ISA_SCALAR;
+        else if (strcmp(env, "avx2") == 0) wanted = KQ_ISA_AVX2;
+        else if (strcmp(env, "neon") == 0) wanted = KQ_ISA_NEON;
+        if (wanted >= 0 && cpu_has(wanted)) isa = wanted;
     }
-    return g_isa;
+    __atomic_store_n(&g_isa, isa, __ATOMIC_RELEASE);
+    return isa;
 }
 
 int kq_set_isa(int isa) {
-    if (!isa_supported(isa)) return -1;
-    g_isa = isa;
+    if (!cpu_has(isa)) return -1;
+    __atomic_store_n(&g_isa, isa, __ATOMIC_RELEASE);
     return 0;
 }
 
-int64_t kq_quantize_f32(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                        const float *imatrix) {
-    (void)imatrix;
-    if (type != KQ_TYPE_Q8_0 || n_per_row % 32 != 0 || nrows < 0) return -1;
-    const int64_t row_bytes = n_per_row / 32 * 34;
-    for (int64_t r = 0; r < nrows; r++)
-        kq_q8_0_row_scalar(src + r * n_per_row, (uint8_t *)dst + r * row_bytes, n_per_row);
+static kq_row_fn row_kernel(int type) {
+    kq_row_fn fn = NULL;
+    switch (kq_active_isa()) {
+#if defined(KQ_HAVE_AVX2)
+    case KQ_ISA_AVX2: fn = AVX2_ROWS[type]; break;
+#endif
+#if defined(KQ_HAVE_NEON)
+    case KQ_ISA_NEON: fn = NEON_ROWS[type]; break;
+#endif
+    default: break;
+    }
+    return fn ? fn : SCALAR_ROWS[type];
+}
+
+/* ---- entry points ---- */
+
+int kq_type_info(int type, int *block_size, int *block_bytes) {
+    const type_info *t = lookup(type);
+    if (!t) return KQ_ERR_TYPE;
+    if (block_size) *block_size = t->block_size;
+    if (block_bytes) *block_bytes = t->block_bytes;
+    return 0;
+}
+
+int64_t kq_row_size(int type, int64_t n_per_row) {
+    const type_info *t = lookup(type);
+    if (!t) return KQ_ERR_TYPE;
+    if (n_per_row <= 0 || n_per_row % t->block_size != 0) return KQ_ERR_ROW_LENGTH;
+    if (n_per_row / t->block_size > INT64_MAX / t->block_bytes) return KQ_ERR_ROW_LENGTH;
+    return n_per_row / t->block_size * t->block_bytes;
+}
+
+static inline int finite_f32(float v) { return (kq_f32_to_bits(v) & 0x7f800000u) != 0x7f800000u; }
+
+/* Converts one row to float32 in scratch (f16/bf16) or checks it in place (f32).
+ * Returns the float row to quantize, or NULL if the row holds a NaN or Inf. */
+static const float *load_row(int src_format, const void *src, int64_t n, float *scratch) {
+    if (src_format == KQ_SRC_F32) {
+        const float *x = (const float *)src;
+        /* (bits & exponent mask) + 2^23 sets bit 31 exactly for Inf/NaN. Written in fixed
+         * blocks of 16 so the compiler vectorises it at -O2 (SSE2/NEON); a scalar scan here
+         * cost as much as the SIMD Q4_0 kernel itself. */
+        uint32_t acc = 0;
+        int64_t j = 0;
+        for (; j + 16 <= n; j += 16) {
+            uint32_t b[16];
+            memcpy(b, x + j, sizeof b);
+            for (int k = 0; k < 16; ++k) acc |= (b[k] & 0x7f800000u) + 0x00800000u;
+        }
+        for (; j < n; ++j) acc |= (kq_f32_to_bits(x[j]) & 0x7f800000u) + 0x00800000u;
+        return (acc >> 31) ? NULL : x;
+    }
+    const uint16_t *h = (const uint16_t *)src;
+    uint16_t bad = 0;
+    if (src_format == KQ_SRC_F16) {
+        for (int64_t j = 0; j < n; ++j) {
+            bad |= (uint16_t)((h[j] & 0x7c00u) == 0x7c00u);
+            scratch[j] = kq_fp16_to_fp32(h[j]);
+        }
+    } else {
+        for (int64_t j = 0; j < n; ++j) {
+            bad |= (uint16_t)((h[j] & 0x7f80u) == 0x7f80u);
+            scratch[j] = kq_bf16_to_fp32(h[j]);
+        }
+    }
+    return bad ? NULL : scratch;
+}
+
+int64_t kq_quantize(int type, int src_format, const void *src, int64_t nrows, int64_t n_per_row,
+                    const float *imatrix, void *dst, int64_t dst_size, int64_t *bad_row) {
+    if (bad_row) *bad_row = -1;
+    const int64_t row_bytes = kq_row_size(type, n_per_row);
+    if (row_bytes < 0) return row_bytes;
+    if (!src || !dst || nrows < 0) return KQ_ERR_ARGS;
+    if (src_format != KQ_SRC_F32 && src_format != KQ_SRC_F16 && src_format != KQ_SRC_BF16)
+        return KQ_ERR_ARGS;
+    if (nrows > 0 && (dst_size < 0 || row_bytes > dst_size / nrows)) return KQ_ERR_DST_SIZE;
+    if (imatrix) {
+        for (int64_t j = 0; j < n_per_row; ++j)
+            if (!finite_f32(imatrix[j])) return KQ_ERR_IMATRIX;
+    }
+    const size_t elem = src_format == KQ_SRC_F32 ? 4 : 2;
+    float *scratch = NULL;
+    if (src_format != KQ_SRC_F32) {
+        scratch = (float *)malloc((size_t)n_per_row * sizeof(float));
+        if (!scratch) return KQ_ERR_NOMEM;
+    }
+    const kq_row_fn kernel = row_kernel(type);
+    const uint8_t *s = (const uint8_t *)src;
+    uint8_t *d = (uint8_t *)dst;
+    int64_t r = 0;
+    for (; r < nrows; ++r) {
+        const float *x = load_row(src_format, s + (size_t)r * (size_t)n_per_row * elem, n_per_row, scratch);
+        if (!x) break;
+        kernel(x, d + r * row_bytes, n_per_row, imatrix);
+    }
+    free(scratch);
+    if (r < nrows) {
+        if (bad_row) *bad_row = r;
+        return KQ_ERR_NONFINITE;
+    }
     return nrows * row_bytes;
+}
+
+int64_t kq_dequantize(int type, const void *src, int64_t src_size, float *dst, int64_t nrows,
+                      int64_t n_per_row) {
+    const type_info *t = lookup(type);
+    const int64_t row_bytes = kq_row_size(type, n_per_row);
+    if (row_bytes < 0) return row_bytes;
+    if (!src || !dst || nrows < 0) return KQ_ERR_ARGS;
+    if (nrows > 0 && (src_size < 0 || row_bytes > src_size / nrows)) return KQ_ERR_DST_SIZE;
+    for (int64_t r = 0; r < nrows; ++r)
+        t->dequant((const uint8_t *)src + r * row_bytes, dst + r * n_per_row, n_per_row);
+    return nrows * n_per_row;
 }

@@ -21,6 +21,7 @@
 #ifndef KQUANT_INTERNAL_H
 #define KQUANT_INTERNAL_H
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 #define QK_K 256
@@ -61,6 +62,24 @@ KQ_FOR_EACH_TYPE(KQ_DECLARE_SCALAR)
 KQ_FOR_EACH_TYPE(KQ_DECLARE_SIMD)
 #undef KQ_DECLARE_SIMD
 
+/* Scale searches shared by the scalar kernels (scalar_search.c); SIMD files may call them for
+ * the parts they do not vectorise. Semantics and arithmetic order follow ggml's helpers of the
+ * same name (make_qx_quants, ...) AS BUILT IN THE WHEEL, which is older than llama.cpp master in
+ * places: e.g. make_qkx3_quants' trial levels are clamp(nearest_int(v), 0, nmax), not master's
+ * guarded `v > 0 ? nearest_int(MIN(v, nmax)) : 0`. See the comments in scalar_search.c. */
+float kq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);
+float kq_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int do_rmse);
+float kq_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad);
+float kq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                          float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                          int use_mad);
+float kq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *quant_weights);
+
+/* Groups whose largest |x| is below this are treated as all zero (ggml's GROUP_MAX_EPS). */
+#define KQ_GROUP_MAX_EPS 1e-15f
+
 /* IQ4_NL / IQ4_XS non-linear code book (ggml's kvalues_iq4nl). */
 extern const int8_t kq_iq4nl_values[16];
 
@@ -69,12 +88,12 @@ extern const int8_t kq_iq4nl_values[16];
 static inline float kq_bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t kq_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
-/* IEEE fp32 -> fp16, round to nearest even; NaN becomes 0x7E00 (as ggml does). */
+/* IEEE fp32 -> fp16, round to nearest even; NaN becomes sign|0x7E00 (as ggml does). */
 static inline uint16_t kq_fp32_to_fp16(float f) {
     const uint32_t x = kq_f32_to_bits(f);
     const uint32_t sign = (x >> 16) & 0x8000u;
     const uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return 0x7e00u;                    /* NaN */
+    if (ax > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN: quiet, sign kept */
     if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504 -> inf */
     if (ax < 0x38800000u) {                                  /* fp16 subnormal or zero */
         /* Adding 0.5 puts the fp16 subnormal grid (2^-24) on the fp32 ulp: the FPU rounds. */
@@ -109,6 +128,20 @@ static inline int kq_nearest_int(float f) {
     const float val = f + 12582912.f;
     const int32_t i = (int32_t)kq_f32_to_bits(val);
     return (i & 0x007fffff) - 0x00400000;
+}
+
+/* float -> int32 truncation with x86's answer (INT32_MIN) for NaN and out-of-range values,
+ * where a plain C cast would be undefined. In-range values truncate toward zero as C does. */
+static inline int32_t kq_trunc_i32(float f) {
+    if (!(f > -2147483648.0f && f < 2147483648.0f)) return INT32_MIN;
+    return (int32_t)f;
+}
+
+/* roundf (half away from zero) -> int32 with the same out-of-range convention. */
+static inline int32_t kq_round_i32(float f) {
+    const float r = roundf(f);
+    if (!(r > -2147483648.0f && r < 2147483648.0f)) return INT32_MIN;
+    return (int32_t)r;
 }
 
 static inline void kq_put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }

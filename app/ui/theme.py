@@ -11,11 +11,12 @@ in the current text colour so they fit both looks.
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from string import Template
 
-from PySide6.QtCore import QByteArray, QRectF, QSize, Qt
+from PySide6.QtCore import QByteArray, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 
@@ -69,7 +70,7 @@ DARK = {
     "ok": "#6cc57a",
 }
 
-_current: dict[str, str] = dict(LIGHT)
+_current: dict[str, str] = LIGHT
 
 
 def wants_dark() -> bool:
@@ -99,7 +100,7 @@ def color(name: str) -> QColor:
 
 
 def is_dark() -> bool:
-    return _current is DARK or _current.get("window") == DARK["window"]
+    return _current is DARK
 
 
 def _palette(c: dict[str, str]) -> QPalette:
@@ -127,18 +128,51 @@ def _palette(c: dict[str, str]) -> QPalette:
     return p
 
 
+def _arrow_files(c: dict[str, str]) -> dict[str, str]:
+    """Style sheets can only show image files, so the arrows are written once per tone to a temp folder."""
+    folder = Path(tempfile.gettempdir()) / "quantdesk-icons"
+    folder.mkdir(exist_ok=True)
+    out = {}
+    for name in ("chevron-up", "chevron-down"):
+        path = folder / f"{name}-{c['muted'].lstrip('#')}.svg"
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(_svg_source(name).replace("currentColor", c["muted"]), encoding="utf-8")
+            os.replace(tmp, path)
+        out[name.replace("chevron-", "arrow_")] = path.as_posix()
+    return out
+
+
 def style_sheet(c: dict[str, str]) -> str:
     template = (RESOURCES / "style.qss").read_text(encoding="utf-8")
-    return Template(template).safe_substitute(c)
+    return Template(template).safe_substitute({**c, **_arrow_files(c)})
+
+
+class _Notifier(QObject):
+    changed = Signal()  # the look switched between light and dark: repaint icons and custom colours
+
+
+_notifier: _Notifier | None = None
+
+
+def notifier() -> _Notifier:
+    global _notifier
+    if _notifier is None:
+        _notifier = _Notifier()
+    return _notifier
 
 
 def apply(app: QGuiApplication) -> None:
     """Choose light or dark and apply palette + style sheet; call again when the scheme changes."""
     global _current
-    _current = DARK if wants_dark() else LIGHT
+    new = DARK if wants_dark() else LIGHT
+    changed = new is not _current
+    _current = new
     app.setPalette(_palette(_current))
     app.setStyleSheet(style_sheet(_current))
     _icon_cache.clear()
+    if changed:
+        notifier().changed.emit()
 
 
 _icon_cache: dict[tuple[str, str, int], QIcon] = {}

@@ -1,0 +1,363 @@
+"""Turning a Hugging Face checkpoint folder into a GGUF file, as one cancellable job.
+
+Order of work, so that bad input never leaves anything behind:
+1. prepare(): read config.json, pick the architecture family, index the safetensors (headers
+   only), refuse unsupported dtypes, check the tokenizer, plan every output tensor and build all
+   metadata. Nothing is written yet.
+2. write(): the file is written under a temporary name in the destination folder (app.core.
+   quant_writer.AtomicOutput) one tensor at a time, each read, transformed and converted on its
+   own, so memory stays bounded by the largest tensor. It gets its name only when complete.
+For a quantized level (Q4_K_M, ...) a temporary F16 GGUF is written first, in the destination
+folder, handed to app.core.quantize, and removed whatever happens.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import gguf
+import numpy as np
+
+from app.core.convert.errors import ConvertError
+from app.core.convert.family import Family, PlannedTensor
+from app.core.convert.gemma import Gemma2Family, Gemma3Family
+from app.core.convert.llama import LlamaFamily, MistralFamily
+from app.core.convert.phi3 import Phi3Family
+from app.core.convert.qwen import Qwen2Family, Qwen3Family
+from app.core.convert.safetensors_file import check_dtypes, index_checkpoint
+from app.core.jobs import CancelToken, Job, Progress, ProgressCallback
+
+FAMILIES: list[type[Family]] = [LlamaFamily, MistralFamily, Qwen2Family, Qwen3Family, Gemma2Family, Gemma3Family,
+                                Phi3Family]
+ARCHITECTURES: dict[str, type[Family]] = {a: f for f in FAMILIES for a in f.hf_architectures}
+
+FLOAT_OUTTYPES = {
+    "f32": (gguf.LlamaFileType.ALL_F32, gguf.GGMLQuantizationType.F32),
+    "f16": (gguf.LlamaFileType.MOSTLY_F16, gguf.GGMLQuantizationType.F16),
+    "bf16": (gguf.LlamaFileType.MOSTLY_BF16, gguf.GGMLQuantizationType.BF16),
+}
+
+
+def supported_architectures() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+def is_checkpoint(folder: Path) -> bool:
+    """A folder that looks like a Hugging Face checkpoint (for the Library to offer Quantize)."""
+    folder = Path(folder)
+    return (folder / "config.json").is_file() and (
+        (folder / "model.safetensors").is_file() or (folder / "model.safetensors.index.json").is_file()
+    )
+
+
+@dataclass
+class CheckpointInfo:
+    """What the Library shows for a checkpoint folder, and whether Quantize can be offered."""
+
+    folder: Path
+    architecture: Optional[str]  # as config.json names it, e.g. "LlamaForCausalLM"
+    gguf_architecture: Optional[str]  # what the GGUF will say, e.g. "llama"; None if unsupported
+    parameters: int
+    dtypes: list[str]  # safetensors dtypes present, e.g. ["BF16"]
+    size_bytes: int  # of the weights
+    problem: Optional[str]  # why it cannot be converted (one line), or None
+
+    @property
+    def convertible(self) -> bool:
+        return self.problem is None
+
+
+def describe_checkpoint(folder: Path) -> CheckpointInfo:
+    """Headers only (fast, no weights read); never raises for bad input, says why in `problem`."""
+    folder = Path(folder)
+    arch: Optional[str] = None
+    gguf_arch: Optional[str] = None
+    params, size, dtypes = 0, 0, []
+    try:
+        config = read_config(folder)
+        archs = config.get("architectures")
+        arch = archs[0] if isinstance(archs, list) and archs else None
+        family = family_for(folder, config)
+        gguf_arch = gguf.MODEL_ARCH_NAMES[family.gguf_arch]
+        tensors = index_checkpoint(folder)
+        params = sum(int(np.prod(t.shape)) if t.shape else 1 for t in tensors.values())
+        size = sum(t.nbytes for t in tensors.values())
+        dtypes = sorted({t.dtype for t in tensors.values()})
+        check_dtypes(tensors)
+        family.check_tokenizer()
+    except ConvertError as e:
+        return CheckpointInfo(folder, arch, gguf_arch, params, dtypes, size, str(e))
+    return CheckpointInfo(folder, arch, gguf_arch, params, dtypes, size, None)
+
+
+@dataclass
+class ConvertRequest:
+    source: Path  # the checkpoint folder
+    output: Path
+    outtype: str = "f16"  # f32, f16, bf16, or a quantization level such as Q4_K_M
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.source, self.output = Path(self.source), Path(self.output)
+
+
+@dataclass
+class ConvertResult:
+    output: Path
+    architecture: str  # the GGUF architecture written, e.g. "llama"
+    outtype: str
+    n_tensors: int
+    output_bytes: int
+
+
+@dataclass
+class Prepared:
+    request: ConvertRequest
+    family: Family
+    tensors: list[PlannedTensor]
+    writer: gguf.GGUFWriter
+    qtypes: list[gguf.GGMLQuantizationType] = field(default_factory=list)
+    nbytes: list[int] = field(default_factory=list)  # output bytes of each tensor
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    if not folder.is_dir():
+        raise ConvertError(f"{folder}: not a folder")
+    if not path.is_file():
+        raise ConvertError(f"{folder.name}: no config.json (not a Hugging Face checkpoint folder?)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConvertError(f"config.json: not valid JSON ({type(e).__name__})") from None
+    if not isinstance(config, dict):
+        raise ConvertError("config.json: not a JSON object")
+    return config
+
+
+def family_for(folder: Path, config: dict[str, Any]) -> Family:
+    archs = config.get("architectures") or []
+    arch = archs[0] if isinstance(archs, list) and archs else None
+    text = config.get("text_config")
+    if isinstance(text, dict) and text.get("architectures"):
+        arch = text["architectures"][0]
+    if arch not in ARCHITECTURES:
+        raise ConvertError(
+            f"architecture {arch or '(none given)'} is not supported; supported: {', '.join(supported_architectures())}"
+        )
+    return ARCHITECTURES[arch](folder, config)
+
+
+def _output_qtype(p: PlannedTensor, default: gguf.GGMLQuantizationType) -> gguf.GGMLQuantizationType:
+    return gguf.GGMLQuantizationType.F32 if p.force_f32 else default
+
+
+def prepare(request: ConvertRequest, float_outtype: Optional[str] = None) -> Prepared:
+    """Every check and all metadata, before a byte is written."""
+    outtype = (float_outtype or request.outtype).lower()
+    if outtype not in FLOAT_OUTTYPES:
+        raise ConvertError(f"unknown output type {request.outtype!r}")
+    ftype, default_qtype = FLOAT_OUTTYPES[outtype]
+    folder = request.source
+    config = read_config(folder)
+    family = family_for(folder, config)
+    family.check_tokenizer()
+    source_tensors = index_checkpoint(folder)
+    check_dtypes(source_tensors)
+    planned = family.plan(source_tensors)
+
+    w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[family.gguf_arch])
+    family.early_keys(w)
+    qtypes, sizes = [], []
+    for p in planned:
+        qtype = _output_qtype(p, default_qtype)
+        if qtype == gguf.GGMLQuantizationType.F32:
+            nbytes, dtype, shape = 4 * int(np.prod(p.shape)), np.dtype(np.float32), p.shape
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            nbytes, dtype, shape = 2 * int(np.prod(p.shape)), np.dtype(np.float16), p.shape
+        else:  # BF16 is written as raw uint8 bytes, two per value
+            shape = (*p.shape[:-1], p.shape[-1] * 2)
+            nbytes, dtype = int(np.prod(shape)), np.dtype(np.uint8)
+        w.add_tensor_info(p.name, shape, dtype, nbytes, raw_dtype=qtype)
+        qtypes.append(qtype)
+        sizes.append(nbytes)
+
+    w.add_type(gguf.GGUFType.MODEL)
+    _set_general_metadata(w, folder)
+    try:
+        family.set_parameters(w, ftype)
+    except KeyError as e:
+        raise ConvertError(f"config.json: {e.args[0]!r} is missing") from None
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    family.set_vocab(w)
+    return Prepared(request, family, planned, w, qtypes, sizes)
+
+
+def _set_general_metadata(w: gguf.GGUFWriter, folder: Path) -> None:
+    """general.* keys from the model card, config and folder name, with gguf's own Metadata."""
+    total, shared, expert, expert_count = w.get_total_parameter_count()
+    try:
+        meta = gguf.Metadata.load(None, folder, None, total)
+    except Exception as e:  # a model card gguf cannot parse (YAML, JSON) is the user's file, not our bug
+        raise ConvertError(f"cannot read the model card or config for general metadata ({type(e).__name__}: {e})"[:200]) from None
+    gen_file = folder / "generation_config.json"
+    if meta.sampling_penalty_repeat is None and gen_file.is_file():
+        # the reference's gguf-py also reads transformers' name for the repeat penalty
+        try:
+            gen = json.loads(gen_file.read_text(encoding="utf-8"))
+            meta.sampling_penalty_repeat = gen.get("penalty_repeat", gen.get("repetition_penalty"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass
+    if meta.name is None:
+        meta.name = folder.name
+    if meta.size_label is None and total > 0:
+        meta.size_label = gguf.size_label(total, shared, expert, expert_count)
+    meta.set_gguf_meta_model(w)
+
+
+def convert_slice(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndarray:
+    """One slice of rows in the output type (rounding exactly as the reference's numpy/gguf path)."""
+    if qtype == gguf.GGMLQuantizationType.F32:
+        return np.ascontiguousarray(data, dtype=np.float32)
+    if qtype == gguf.GGMLQuantizationType.F16:
+        return np.ascontiguousarray(data, dtype=np.float16)
+    return gguf.quants.quantize(np.ascontiguousarray(data), qtype)
+
+
+def planned_bytes(prepared: Prepared) -> int:
+    """Roughly the size of the file (tensor data plus a generous allowance for metadata)."""
+    return sum(ti.nbytes for t in prepared.writer.tensors for ti in t.values()) + (16 << 20)
+
+
+def check_destination(output: Path, overwrite: bool, needed: int) -> None:
+    from app.core.quantize import free_bytes
+    from app.core.units import human_bytes
+
+    if not output.parent.is_dir():
+        raise ConvertError(f"{output.parent}: no such folder")
+    if output.exists() and not overwrite:
+        raise ConvertError(f"{output} already exists")
+    free = free_bytes(output.parent)
+    if free < needed:
+        raise ConvertError(f"not enough disk space in {output.parent}: {human_bytes(needed)} needed, {human_bytes(free)} free")
+
+
+def _source_share(p: PlannedTensor, written: int, expected: int) -> int:
+    """Source bytes of `p` accounted for once `written` of its `expected` output bytes are out."""
+    return 0 if p.source is None or not expected else p.source.nbytes * written // expected
+
+
+def write(prepared: Prepared, report: ProgressCallback, cancel: CancelToken, stage: str = "Converting") -> ConvertResult:
+    """Write the planned GGUF to request.output atomically; nothing is left there on failure."""
+    from app.core.quant_writer import AtomicOutput
+
+    req, w = prepared.request, prepared.writer
+    total = sum(p.source.nbytes if p.source is not None else 0 for p in prepared.tensors) or 1
+    check_destination(req.output, req.overwrite, planned_bytes(prepared))
+    out = AtomicOutput(req.output, overwrite=req.overwrite)
+    try:
+        w.fout = [out.file]
+        w.state = gguf.gguf_writer.WriterState.EMPTY
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_ti_data_to_file()
+        done = 0
+        n = len(prepared.tensors)
+        f = out.file
+        for i, (p, qtype) in enumerate(zip(prepared.tensors, prepared.qtypes)):
+            label = f"{stage} {p.name} ({i + 1}/{n})"
+            expected = prepared.nbytes[i]
+            w.write_padding(f, f.tell())  # each tensor starts aligned, as its offset says
+            written = 0
+            for part in p.slices():
+                cancel.check()
+                report(Progress(done + _source_share(p, written, expected), total, "B", label, stage))
+                blob = convert_slice(part, qtype)
+                f.write(memoryview(blob).cast("B"))  # no copy of the slice
+                written += blob.nbytes
+            if written != expected:
+                raise ConvertError(f"tensor {p.name}: wrote {written} bytes, expected {expected}")
+            w.write_padding(f, written)
+            done += p.source.nbytes if p.source is not None else 0
+        report(Progress(total, total, "B", "Writing to disk", stage))
+        cancel.check()
+        out.commit()
+    except OSError as e:  # a full disk or a vanished folder: the user's to fix, in one line
+        out.abort()
+        raise ConvertError(f"writing {req.output.name} failed: {e.strerror or e}") from None
+    except BaseException:
+        out.abort()
+        raise
+    finally:
+        w.fout = None
+    return ConvertResult(req.output, gguf.MODEL_ARCH_NAMES[prepared.family.gguf_arch], req.outtype,
+                         len(prepared.tensors), req.output.stat().st_size)
+
+
+def convert(request: ConvertRequest, report: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelToken] = None) -> ConvertResult:
+    """Convert in the calling thread (scripts, tests): F32/F16/BF16 directly, other levels via F16."""
+    report = report or (lambda p: None)
+    cancel = cancel or CancelToken()
+    if request.outtype.lower() in FLOAT_OUTTYPES:
+        report(Progress(0, 0, "B", "Reading the checkpoint", "Converting"))
+        return write(prepare(request), report, cancel)
+    return _convert_quantized(request, report, cancel)
+
+
+def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel: CancelToken) -> ConvertResult:
+    from app.core.quant_plan import file_type
+    from app.core.quantize import QuantizeError, QuantizeRequest, quantize_file
+
+    try:
+        file_type(request.outtype)
+    except Exception:
+        raise ConvertError(f"unknown output type {request.outtype!r}; use f32, f16, bf16 or a level such as Q4_K_M") from None
+    check_destination(request.output, request.overwrite, 0)
+    report(Progress(0, 0, "B", "Reading the checkpoint", "Converting"))
+    prepared = prepare(request, float_outtype="f16")
+    # room for the F16 intermediate and the quantized result side by side (the result is smaller)
+    check_destination(request.output, request.overwrite, 2 * planned_bytes(prepared))
+    # The intermediate sits beside the output (same disk), hidden, and is always removed.
+    temp = request.output.with_name(f".{request.output.name}.f16-{os.getpid()}.tmp.gguf")
+    inner = ConvertRequest(request.source, temp, "f16", overwrite=True)
+    prepared.request = inner
+    try:
+        write(prepared, report, cancel)
+        try:
+            result = quantize_file(
+                QuantizeRequest(source=temp, output=request.output, level=request.outtype, overwrite=request.overwrite),
+                report, cancel,
+            )
+        except QuantizeError as e:
+            raise ConvertError(str(e)) from None
+    finally:
+        temp.unlink(missing_ok=True)
+    _card_names_the_checkpoint(request)
+    return ConvertResult(request.output, gguf.MODEL_ARCH_NAMES[prepared.family.gguf_arch], request.outtype,
+                         result.n_tensors, result.output_bytes)
+
+
+def _card_names_the_checkpoint(request: ConvertRequest) -> None:
+    """The quantizer's card names its source, our deleted intermediate: name the checkpoint instead."""
+    from app.core.model_card import ModelCard, read_card, write_card
+
+    card = read_card(request.output)
+    if not card:
+        return
+    card["source"] = str(request.source)
+    card["options"] = {**(card.get("options") or {}), "converted_from": "safetensors checkpoint",
+                       "source_sha256_of": "the intermediate F16 GGUF"}
+    try:
+        write_card(ModelCard(**card), request.output)
+    except (OSError, TypeError):
+        pass  # the model is fine; a less precise card is not worth failing for
+
+
+def convert_job(request: ConvertRequest) -> Job[ConvertResult]:
+    """The job the CLI and the app run. Stages: "Converting", then "Quantizing" for quant levels."""
+    level = request.outtype.upper() if request.outtype.lower() not in FLOAT_OUTTYPES else request.outtype.upper()
+    return Job(f"Convert {request.source.name} to {level}", lambda report, cancel: convert(request, report, cancel))

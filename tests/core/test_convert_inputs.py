@@ -1,0 +1,303 @@
+"""Bad checkpoints get one clear line and leave nothing behind; cancel and progress behave; the CLI."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from app.core.convert import ConvertError, ConvertRequest, convert, convert_job, is_checkpoint
+from app.core.jobs import Cancelled, CancelToken, Progress
+
+RECIPES_FILE = Path(__file__).resolve().parents[1] / "data" / "convert" / "recipes.py"
+
+
+def _load_recipes():
+    """One shared instance, so its cache of the rebuilt SmolLM2 tokenizer serves every test file."""
+    if "convert_recipes" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("convert_recipes", RECIPES_FILE)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules["convert_recipes"] = module
+    return sys.modules["convert_recipes"]
+
+
+recipes = _load_recipes()
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pristine") / "tiny-llama"
+    recipes.tiny_llama_spm(folder)
+    return folder
+
+
+@pytest.fixture
+def ckpt(pristine: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "in" / "tiny-llama"
+    shutil.copytree(pristine, folder)
+    return folder
+
+
+def _refused(folder: Path, out_dir: Path, match: str, outtype: str = "f16") -> None:
+    out_dir.mkdir(exist_ok=True)
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(ConvertError, match=match) as info:
+        convert(ConvertRequest(folder, out_dir / "out.gguf", outtype))
+    assert "\n" not in str(info.value)
+    assert list(out_dir.iterdir()) == []  # nothing written, no temporary left
+    assert sorted(p.name for p in folder.iterdir()) == before  # the source is untouched
+
+
+def _edit_config(folder: Path, **changes: object) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(changes)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def test_unsupported_architecture_lists_the_supported_ones(ckpt: Path, tmp_path: Path) -> None:
+    _edit_config(ckpt, architectures=["FalconForCausalLM"])
+    _refused(ckpt, tmp_path / "out", r"FalconForCausalLM is not supported; supported: .*LlamaForCausalLM.*Qwen2ForCausalLM")
+
+
+def test_missing_tokenizer(ckpt: Path, tmp_path: Path) -> None:
+    (ckpt / "tokenizer.model").unlink()
+    _refused(ckpt, tmp_path / "out", "no tokenizer")
+
+
+def test_missing_config(ckpt: Path, tmp_path: Path) -> None:
+    (ckpt / "config.json").unlink()
+    _refused(ckpt, tmp_path / "out", "no config.json")
+
+
+def test_malformed_safetensors_header(ckpt: Path, tmp_path: Path) -> None:
+    path = ckpt / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[8:12] = b"{{{{"
+    path.write_bytes(bytes(data))
+    _refused(ckpt, tmp_path / "out", "model.safetensors: malformed safetensors header")
+
+
+def test_absurd_header_length(ckpt: Path, tmp_path: Path) -> None:
+    path = ckpt / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[0:8] = (1 << 40).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    _refused(ckpt, tmp_path / "out", "malformed safetensors header")
+
+
+def test_truncated_safetensors(ckpt: Path, tmp_path: Path) -> None:
+    path = ckpt / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-1000])
+    _refused(ckpt, tmp_path / "out", "model.safetensors: truncated")
+
+
+def _shard(ckpt: Path) -> None:
+    """Turn the single file into two shards with an index, as the Hub has bigger models."""
+    from app.core.convert.safetensors_file import read_header
+
+    tensors = read_header(ckpt / "model.safetensors")
+    arrays = {n: (t.load(), "F32") for n, t in tensors.items()}
+    (ckpt / "model.safetensors").unlink()
+    recipes._write(ckpt, json.loads((ckpt / "config.json").read_text()), arrays, shards=2)
+
+
+def test_missing_shard(ckpt: Path, tmp_path: Path) -> None:
+    _shard(ckpt)
+    (ckpt / "model-00002-of-00002.safetensors").unlink()
+    _refused(ckpt, tmp_path / "out", "missing checkpoint shard: model-00002-of-00002.safetensors")
+
+
+def test_truncated_shard(ckpt: Path, tmp_path: Path) -> None:
+    _shard(ckpt)
+    path = ckpt / "model-00001-of-00002.safetensors"
+    path.write_bytes(path.read_bytes()[:-10])
+    _refused(ckpt, tmp_path / "out", "model-00001-of-00002.safetensors: truncated")
+
+
+def test_malformed_index(ckpt: Path, tmp_path: Path) -> None:
+    _shard(ckpt)
+    (ckpt / "model.safetensors.index.json").write_text('{"weight_map": [1, 2]}')
+    _refused(ckpt, tmp_path / "out", "model.safetensors.index.json: malformed index")
+
+
+def test_index_naming_a_tensor_no_shard_holds(ckpt: Path, tmp_path: Path) -> None:
+    _shard(ckpt)
+    index = json.loads((ckpt / "model.safetensors.index.json").read_text())
+    index["weight_map"]["model.layers.9.mlp.up_proj.weight"] = "model-00001-of-00002.safetensors"
+    (ckpt / "model.safetensors.index.json").write_text(json.dumps(index))
+    _refused(ckpt, tmp_path / "out", "lists 1 tensor.*not found in the shards")
+
+
+@pytest.mark.parametrize("dtype,match", [("F64", "is F64; only F32, F16 and BF16"), ("I32", "is I32; .*already quantized")])
+def test_dtype_surprises(ckpt: Path, tmp_path: Path, dtype: str, match: str) -> None:
+    from app.core.convert.safetensors_file import read_header
+
+    tensors = read_header(ckpt / "model.safetensors")
+    arrays = {n: (t.load(), "BF16") for n, t in tensors.items()}
+    name = "model.layers.1.mlp.up_proj.weight"
+    arrays[name] = (arrays[name][0] * (1000 if dtype == "I32" else 1), dtype)
+    recipes.write_safetensors(ckpt / "model.safetensors", arrays)
+    _refused(ckpt, tmp_path / "out", match)
+
+
+def test_unknown_tensor_name(ckpt: Path, tmp_path: Path) -> None:
+    from app.core.convert.safetensors_file import read_header
+
+    arrays = {n: (t.load(), "BF16") for n, t in read_header(ckpt / "model.safetensors").items()}
+    arrays["model.layers.0.self_attn.mystery.weight"] = (np.zeros((4, 4), np.float32), "BF16")
+    recipes.write_safetensors(ckpt / "model.safetensors", arrays)
+    _refused(ckpt, tmp_path / "out", "'model.layers.0.self_attn.mystery.weight' has no GGUF name")
+
+
+def test_unknown_outtype(ckpt: Path, tmp_path: Path) -> None:
+    _refused(ckpt, tmp_path / "out", "unknown output type 'q9_z'", outtype="q9_z")
+
+
+def test_existing_output_is_kept(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.gguf"
+    out.write_bytes(b"precious")
+    with pytest.raises(ConvertError, match="already exists"):
+        convert(ConvertRequest(ckpt, out, "f16"))
+    assert out.read_bytes() == b"precious"
+
+
+def test_cancel_leaves_nothing(ckpt: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    job = convert_job(ConvertRequest(ckpt, out_dir / "out.gguf", "f16"))
+    seen: list[Progress] = []
+
+    def on_progress(p: Progress) -> None:
+        seen.append(p)
+        if p.message.startswith("Converting blk.0"):
+            job.cancel()
+
+    with pytest.raises(Cancelled):
+        job.run(on_progress)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_quantized_outtype_runs_both_stages(ckpt: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    stages: list[str] = []
+    result = convert(ConvertRequest(ckpt, out_dir / "out.gguf", "Q8_0"), lambda p: stages.append(p.stage), CancelToken())
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == ["Converting", "Quantizing"]
+    from app.core.gguf_index import read_index
+
+    idx = read_index(result.output)
+    assert idx.get("general.file_type") == 7  # MOSTLY_Q8_0
+    assert {t.type.name for t in idx.tensors} == {"Q8_0", "F32"}
+    # the intermediate F16 file is gone; only the output and its card remain
+    assert sorted(p.name for p in out_dir.iterdir()) == ["out.gguf", "out.gguf.card.json"]
+
+
+def test_is_checkpoint(ckpt: Path, tmp_path: Path) -> None:
+    assert is_checkpoint(ckpt)
+    assert not is_checkpoint(tmp_path)
+
+
+def test_cli_convert(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.gguf"
+    assert cli_main(["convert", str(ckpt), str(out), "--outtype", "bf16"]) == 0
+    assert "llama, bf16" in capsys.readouterr().out
+    assert out.is_file()
+    _edit_config(ckpt, architectures=["GPTNeoXForCausalLM"])
+    assert cli_main(["convert", str(ckpt), str(tmp_path / "no.gguf")]) == 2
+    assert "GPTNeoXForCausalLM is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "no.gguf").exists()
+
+
+def test_full_disk_is_refused_before_writing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.core.quantize
+
+    monkeypatch.setattr(app.core.quantize, "free_bytes", lambda folder: 1000)
+    _refused(ckpt, tmp_path / "out", r"not enough disk space in .*: .* needed, 1000 B free|not enough disk space")
+
+
+def test_missing_output_folder(ckpt: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConvertError, match="no such folder"):
+        convert(ConvertRequest(ckpt, tmp_path / "nowhere" / "out.gguf", "f16"))
+
+
+def test_quantized_card_names_the_checkpoint(ckpt: Path, tmp_path: Path) -> None:
+    from app.core.model_card import read_card
+
+    out = tmp_path / "q.gguf"
+    convert(ConvertRequest(ckpt, out, "Q4_0"))
+    card = read_card(out)
+    assert card is not None and card["source"] == str(ckpt) and card["level"] == "Q4_0"
+
+
+def test_describe_checkpoint(ckpt: Path) -> None:
+    from app.core.convert import describe_checkpoint
+
+    info = describe_checkpoint(ckpt)
+    assert info.convertible and info.gguf_architecture == "llama" and info.dtypes == ["BF16"]
+    assert info.parameters == 115_008 + 2 * 8  # the rotary buffers count here; they are dropped on conversion
+    _edit_config(ckpt, architectures=["BertModel"])
+    info = describe_checkpoint(ckpt)
+    assert not info.convertible and "BertModel is not supported" in (info.problem or "")
+
+
+def test_config_missing_a_required_key(ckpt: Path, tmp_path: Path) -> None:
+    cfg = json.loads((ckpt / "config.json").read_text())
+    del cfg["hidden_size"]
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    _refused(ckpt, tmp_path / "out", "config.json: hidden_size is missing")
+
+
+def test_malformed_tokenizer_config(ckpt: Path, tmp_path: Path) -> None:
+    (ckpt / "tokenizer_config.json").write_text("{not json")
+    _refused(ckpt, tmp_path / "out", "tokenizer_config.json: not valid JSON")
+
+
+@pytest.mark.parametrize("case", sorted(recipes.SPECIAL_VOCAB_CASES))
+def test_special_vocab_reads_like_llama_cpp(tmp_path: Path, case: str) -> None:
+    """Special tokens / add_bos / merges / chat template as llama.cpp's own gguf-py reads them
+    (expected values recorded by tools/regen_convert_refs.py), insertion order included."""
+    from app.core.convert.special_vocab import SpecialVocab
+
+    expected = json.loads(recipes.SPECIAL_VOCAB_EXPECTED.read_text())[case]
+    recipes.special_vocab_case(tmp_path, case)
+    sv = SpecialVocab(tmp_path, load_merges=True, n_vocab=8)
+    assert sv.merges == expected["merges"]
+    assert list(sv.token_ids.items()) == list(expected["special_token_ids"].items())
+    assert list(sv.add_token.items()) == list(expected["add_special_token"].items())
+    assert sv.chat_template == expected["chat_template"]
+    assert sv.normalizer_lowercase == expected["normalizer_lowercase"]
+    assert sv.normalizer_strip_accents == expected["normalizer_strip_accents"]
+
+
+def test_unknown_bpe_pre_tokenizer(tmp_path: Path, starter_model: Path) -> None:
+    folder = tmp_path / "in" / "tiny-bpe"
+    recipes.tiny_llama_bpe(folder, starter_model)
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = True  # a different pre-tokenizer
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    _refused(folder, tmp_path / "out", "pre-tokenizer is not one llama.cpp knows")
+
+
+def test_write_failure_leaves_nothing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills up mid-way: one line, and no partial file."""
+    import errno
+
+    import app.core.convert.converter as converter
+
+    calls = {"n": 0}
+    real = converter.convert_slice
+
+    def failing(data, qtype):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(data, qtype)
+
+    monkeypatch.setattr(converter, "convert_slice", failing)
+    _refused(ckpt, tmp_path / "out", "writing out.gguf failed: No space left on device")

@@ -1,0 +1,69 @@
+"""Both imatrix formats read to the values llama-quantize uses (sum / count per column)."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from app.core.imatrix import ImatrixError, load_imatrix
+
+
+def _write_dat(path: Path, entries: dict[str, tuple[int, np.ndarray]], chunks: int = 0, dataset: str = "") -> None:
+    out = struct.pack("<i", len(entries))
+    for name, (ncall, sums) in entries.items():
+        b = name.encode()
+        out += struct.pack("<i", len(b)) + b + struct.pack("<ii", ncall, sums.size) + sums.astype("<f4").tobytes()
+    if chunks:
+        d = dataset.encode()
+        out += struct.pack("<ii", chunks, len(d)) + d
+    path.write_bytes(out)
+
+
+def test_legacy_dat(tmp_path: Path) -> None:
+    sums = np.array([3.0, 6.0, 9.0, 1.0], dtype=np.float32)
+    path = tmp_path / "old.dat"
+    _write_dat(path, {"blk.0.attn_q.weight": (3, sums), "blk.0.ffn_up.weight": (0, sums)}, 40, "wiki.train.raw")
+    im = load_imatrix(path)
+    assert im.format == "dat" and im.chunk_count == 40 and im.datasets == ["wiki.train.raw"]
+    np.testing.assert_array_equal(im.values["blk.0.attn_q.weight"], sums / np.float32(3))
+    np.testing.assert_array_equal(im.values["blk.0.ffn_up.weight"], sums)  # ncall 0: taken as is
+    _write_dat(path, {"x.weight": (1, sums)})  # the trailer is optional
+    assert load_imatrix(path).chunk_count == 0
+
+
+def test_gguf_with_experts_and_an_unused_expert(tmp_path: Path) -> None:
+    path = tmp_path / "new.imatrix.gguf"
+    w = gguf.GGUFWriter(str(path), arch="")
+    w.add_key_value("general.type", "imatrix", gguf.GGUFValueType.STRING)
+    w.add_key_value("imatrix.chunk_count", 5, gguf.GGUFValueType.UINT32)
+    w.add_key_value("imatrix.datasets", ["a.txt", "b.txt"], gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.STRING)
+    sums = np.arange(1, 9, dtype=np.float32).reshape(2, 4)  # 2 experts x 4 columns
+    w.add_tensor("blk.0.ffn_down_exps.weight.in_sum2", sums)
+    w.add_tensor("blk.0.ffn_down_exps.weight.counts", np.array([[4.0], [0.0]], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    im = load_imatrix(path)
+    assert im.format == "gguf" and im.chunk_count == 5 and im.datasets == ["a.txt", "b.txt"]
+    np.testing.assert_array_equal(im.values["blk.0.ffn_down_exps.weight"], [0.25, 0.5, 0.75, 1.0, 1, 1, 1, 1])
+
+
+def test_bad_files_get_clear_messages(tmp_path: Path) -> None:
+    path = tmp_path / "junk.dat"
+    path.write_bytes(b"\x01\x00\x00\x00\xff\xff")
+    with pytest.raises(ImatrixError, match="truncated"):
+        load_imatrix(path)
+    with pytest.raises(ImatrixError, match="cannot read"):
+        load_imatrix(tmp_path / "missing.dat")
+    _write_dat(path, {"x.weight": (1, np.array([1.0, np.inf], dtype=np.float32))})
+    with pytest.raises(ImatrixError, match="not finite"):
+        load_imatrix(path)
+    im_path = tmp_path / "m.dat"
+    _write_dat(im_path, {"blk.0.attn_q.weight": (1, np.ones(8, dtype=np.float32))})
+    with pytest.raises(ImatrixError, match="another model"):
+        load_imatrix(im_path).for_tensor("blk.0.attn_q.weight", 576)
+    assert load_imatrix(im_path).for_tensor("token_embd.weight", 576) is None
