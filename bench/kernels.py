@@ -1,6 +1,6 @@
 """Kernel benchmark: millions of weights per second, ours (each ISA) against ggml_quantize_chunk.
 
-    .venv/bin/python -m bench.kernels [--quick] [--imatrix] [--types Q4_K,Q6_K] [--seconds 0.2]
+    .venv/bin/python -m bench.kernels [--quick] [--imatrix] [--types Q4_K,Q6_K] [--seconds 0.2] [--src f16]
 
 For every type and two real row lengths (1536 and 4096), times app.kquant.quantize on each ISA
 this machine can run (scalar, avx2 or neon) and ggml's own quantizer from the llama-cpp-python
@@ -12,6 +12,9 @@ releases the GIL). Every measurement also checks that our bytes equal ggml's.
 The weights are real: the starter model's 2-D tensors, dequantized to float32 and regrouped
 into rows of the benchmarked length (seeded Gaussian rows if the model is not installed).
 Prints a table and writes bench/out/kernels.json. --imatrix adds runs with an importance matrix.
+--src f16 / bf16 feeds our quantizer half-precision rows (the same weights rounded), as whole-file
+quantization of an F16/BF16 model does; ggml, which only quantizes float32, is then timed
+including numpy's conversion of those rows to float32 (llama-quantize converts first, too).
 """
 from __future__ import annotations
 
@@ -106,11 +109,27 @@ def _ggml_threaded(threads: int, qtype: str, imatrix):
     return run
 
 
-def _ours(kq, isa: str, qtype: str, imatrix, threads: int):
+def _ours(kq, isa: str, qtype: str, imatrix, threads: int, src_dtype: str | None = None):
     def run(x: np.ndarray) -> None:
         kq.set_isa(isa)
-        kq.quantize(x, qtype, imatrix, threads=threads)
+        kq.quantize(x, qtype, imatrix, threads=threads, src_dtype=src_dtype)
     return run
+
+
+def _as_source(rows: np.ndarray, src: str) -> np.ndarray:
+    """The float32 rows in the benchmarked source format (bf16 as raw uint16 bits, truncated)."""
+    if src == "f16":
+        return rows.astype(np.float16)
+    if src == "bf16":
+        return (rows.view(np.uint32) >> 16).astype(np.uint16)
+    return rows
+
+
+def _to_f32(x: np.ndarray, src: str) -> np.ndarray:
+    """What ggml quantizes for rows given in format src: the same values as float32."""
+    if src == "bf16":
+        return (x.astype(np.uint32) << 16).view(np.float32)
+    return x.astype(np.float32, copy=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--imatrix", action="store_true", help="also time quantization with an importance matrix")
     ap.add_argument("--types", default="", help="comma-separated subset, e.g. Q4_K,Q6_K")
     ap.add_argument("--seconds", type=float, default=None, help="target seconds per measurement (0.2)")
+    ap.add_argument("--src", choices=("f32", "f16", "bf16"), default="f32",
+                    help="format of the rows we quantize (default f32)")
     args = ap.parse_args(argv)
 
     import app.kquant as kq
@@ -137,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     # Yardstick for Q8_0: how fast one core can merely read the 32 MiB pool (numpy sum).
     read = _time_round_robin({"read": lambda x: np.add.reduce(x, axis=None)}, pool.reshape(-1, 4096),
                              seconds, repeats)["read"]
+    src = args.src
+    src_dtype = "bf16" if src == "bf16" else None
+    print(f"source rows: {src}")
     print(f"weights: {source}; ISAs: {', '.join(isas)}; cores: {cores}; best of {repeats} x ~{seconds:g} s")
     print(f"memory read, one core (numpy sum over 32 MiB): {read / 1e6:.0f} Mw/s = {read * 4 / 1e9:.1f} GB/s")
     header = f"{'type':7} {'row':>5} {'imat':>4} {'thr':>3} {'ggml':>9}" + "".join(f" {i:>9}" for i in isas)
@@ -150,22 +174,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"unknown type {qtype}", file=sys.stderr)
                 return 2
             for n in lengths:
-                rows = pool[: pool.size - pool.size % n].reshape(-1, n)
+                rows = _as_source(pool[: pool.size - pool.size % n].reshape(-1, n), src)
                 for with_imatrix in ([False, True] if args.imatrix else [False]):
                     imatrix = None
                     if with_imatrix:
                         imatrix = np.random.default_rng(n).random(n, dtype=np.float32) + 0.1
                     # bytes check on a small slice, once per ISA
                     check = rows[:16]
-                    ref = ggml_quantize(check, qtype, imatrix)
+                    ref = ggml_quantize(_to_f32(check, src), qtype, imatrix)
                     same = {}
                     for isa in isas:
                         kq.set_isa(isa)
-                        same[isa] = bool(np.array_equal(kq.quantize(check, qtype, imatrix, threads=1), ref))
+                        got = kq.quantize(check, qtype, imatrix, threads=1, src_dtype=src_dtype)
+                        same[isa] = bool(np.array_equal(got, ref))
                     for threads in thread_modes:
-                        fns = {"ggml": _ggml_threaded(threads, qtype, imatrix)}
+                        ggml_fn = _ggml_threaded(threads, qtype, imatrix)
+                        fns = {"ggml": ggml_fn if src == "f32" else (lambda x, f=ggml_fn: f(_to_f32(x, src)))}
                         for isa in isas:
-                            fns[isa] = _ours(kq, isa, qtype, imatrix, threads)
+                            fns[isa] = _ours(kq, isa, qtype, imatrix, threads, src_dtype)
                         rates = _time_round_robin(fns, rows, seconds, repeats)
                         entry = {"type": qtype, "row": n, "imatrix": with_imatrix, "threads": threads,
                                  "ggml_mws": rates["ggml"] / 1e6}
@@ -193,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cores": cores, "isas": isas},
         "weights": source,
+        "source_format": src,
         "seconds_per_measurement": seconds,
         "repeats": repeats,
         "peak_rss_mib": round(peak_rss_mib, 1),

@@ -2,15 +2,17 @@
  * of the extension stays baseline x86-64 and the dispatcher only calls in here when the CPU
  * reports AVX2. FMA is deliberately NOT enabled: a fused multiply-add rounds once where the
  * reference rounds twice, and the output must be byte-identical to the scalar kernels.
+ * F16C is enabled for the float16 row loader (_mm256_cvtph_ps): dispatch.c only picks this
+ * file when the CPU reports both AVX2 and F16C.
  *
  * The algorithms live in kq_lanes.h, written once over the small 8-lane vector API defined
  * here (neon.c defines the same API with NEON). */
 #if defined(__x86_64__) || defined(_M_X64)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,f16c"))), apply_to = function)
 #elif defined(__GNUC__)
-#pragma GCC target("avx2")
+#pragma GCC target("avx2,f16c")
 #endif
 
 #include <immintrin.h>
@@ -142,6 +144,72 @@ static inline void vi_store_i8(uint8_t *p, vi a) {
 }
 
 #include "kq_lanes.h"
+
+/* ---- row loaders (see kquant_internal.h) ----
+ * Non-finite test on float32 bits: (bits & exponent mask) + 2^23 carries into bit 31 exactly
+ * when the exponent is all ones (Inf/NaN). OR-ing that into an accumulator costs three integer
+ * ops per 8 values and no branch; the sign bits are read once per row. */
+static inline __m256i nonfinite_acc(__m256i acc, __m256 v) {
+    const __m256i bits = _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7f800000));
+    return _mm256_or_si256(acc, _mm256_add_epi32(bits, _mm256_set1_epi32(0x00800000)));
+}
+static inline int acc_bad(__m256i acc) { return _mm256_movemask_ps(_mm256_castsi256_ps(acc)) != 0; }
+
+int kq_load_f16_avx2(const uint16_t *src, float *dst, int64_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + j)));
+        const __m256 b = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + j + 8)));
+        _mm256_storeu_ps(dst + j, a);
+        _mm256_storeu_ps(dst + j + 8, b);
+        acc0 = nonfinite_acc(acc0, a);
+        acc1 = nonfinite_acc(acc1, b);
+    }
+    int bad = acc_bad(_mm256_or_si256(acc0, acc1));
+    for (; j < n; ++j) {
+        bad |= (src[j] & 0x7c00u) == 0x7c00u;
+        dst[j] = kq_fp16_to_fp32(src[j]);
+    }
+    return bad;
+}
+
+int kq_load_bf16_avx2(const uint16_t *src, float *dst, int64_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256i h = _mm256_loadu_si256((const __m256i *)(src + j));
+        const __m256 a = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), h));
+        const __m256 b = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), h));
+        /* unpack works per 128-bit lane: a holds values 0-3 and 8-11, b holds 4-7 and 12-15 */
+        _mm256_storeu_ps(dst + j, _mm256_permute2f128_ps(a, b, 0x20));
+        _mm256_storeu_ps(dst + j + 8, _mm256_permute2f128_ps(a, b, 0x31));
+        acc0 = nonfinite_acc(acc0, a);
+        acc1 = nonfinite_acc(acc1, b);
+    }
+    int bad = acc_bad(_mm256_or_si256(acc0, acc1));
+    for (; j < n; ++j) {
+        bad |= (src[j] & 0x7f80u) == 0x7f80u;
+        dst[j] = kq_bf16_to_fp32(src[j]);
+    }
+    return bad;
+}
+
+int kq_check_f32_avx2(const float *x, int64_t n) {
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    __m256i acc2 = _mm256_setzero_si256(), acc3 = _mm256_setzero_si256();
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        acc0 = nonfinite_acc(acc0, _mm256_loadu_ps(x + j));
+        acc1 = nonfinite_acc(acc1, _mm256_loadu_ps(x + j + 8));
+        acc2 = nonfinite_acc(acc2, _mm256_loadu_ps(x + j + 16));
+        acc3 = nonfinite_acc(acc3, _mm256_loadu_ps(x + j + 24));
+    }
+    for (; j + 8 <= n; j += 8) acc0 = nonfinite_acc(acc0, _mm256_loadu_ps(x + j));
+    int bad = acc_bad(_mm256_or_si256(_mm256_or_si256(acc0, acc1), _mm256_or_si256(acc2, acc3)));
+    for (; j < n; ++j) bad |= (kq_f32_to_bits(x[j]) & 0x7f800000u) == 0x7f800000u;
+    return bad;
+}
 
 #if defined(__clang__)
 #pragma clang attribute pop

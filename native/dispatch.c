@@ -112,9 +112,9 @@ int kq_set_isa(int isa) {
     return 0;
 }
 
-static kq_row_fn row_kernel(int type) {
+static kq_row_fn row_kernel(int isa, int type) {
     kq_row_fn fn = NULL;
-    switch (kq_active_isa()) {
+    switch (isa) {
 #if defined(KQ_HAVE_AVX2)
     case KQ_ISA_AVX2: fn = AVX2_ROWS[type]; break;
 #endif
@@ -146,37 +146,67 @@ int64_t kq_row_size(int type, int64_t n_per_row) {
 
 static inline int finite_f32(float v) { return (kq_f32_to_bits(v) & 0x7f800000u) != 0x7f800000u; }
 
-/* Converts one row to float32 in scratch (f16/bf16) or checks it in place (f32).
- * Returns the float row to quantize, or NULL if the row holds a NaN or Inf. */
-static const float *load_row(int src_format, const void *src, int64_t n, float *scratch) {
-    if (src_format == KQ_SRC_F32) {
-        const float *x = (const float *)src;
-        /* (bits & exponent mask) + 2^23 sets bit 31 exactly for Inf/NaN. Written in fixed
-         * blocks of 16 so the compiler vectorises it at -O2 (SSE2/NEON); a scalar scan here
-         * cost as much as the SIMD Q4_0 kernel itself. */
-        uint32_t acc = 0;
-        int64_t j = 0;
-        for (; j + 16 <= n; j += 16) {
-            uint32_t b[16];
-            memcpy(b, x + j, sizeof b);
-            for (int k = 0; k < 16; ++k) acc |= (b[k] & 0x7f800000u) + 0x00800000u;
-        }
-        for (; j < n; ++j) acc |= (kq_f32_to_bits(x[j]) & 0x7f800000u) + 0x00800000u;
-        return (acc >> 31) ? NULL : x;
+/* Scalar loaders: the reference for the SIMD ones in avx2.c / neon.c (same contract, see
+ * kquant_internal.h), and what runs on a CPU without them. */
+static int check_f32_scalar(const float *x, int64_t n) {
+    /* (bits & exponent mask) + 2^23 sets bit 31 exactly for Inf/NaN. Written in fixed blocks
+     * of 16 so the compiler vectorises it at -O2 (SSE2/NEON). */
+    uint32_t acc = 0;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        uint32_t b[16];
+        memcpy(b, x + j, sizeof b);
+        for (int k = 0; k < 16; ++k) acc |= (b[k] & 0x7f800000u) + 0x00800000u;
     }
-    const uint16_t *h = (const uint16_t *)src;
+    for (; j < n; ++j) acc |= (kq_f32_to_bits(x[j]) & 0x7f800000u) + 0x00800000u;
+    return (int)(acc >> 31);
+}
+
+static int load_f16_scalar(const uint16_t *h, float *dst, int64_t n) {
     uint16_t bad = 0;
-    if (src_format == KQ_SRC_F16) {
-        for (int64_t j = 0; j < n; ++j) {
-            bad |= (uint16_t)((h[j] & 0x7c00u) == 0x7c00u);
-            scratch[j] = kq_fp16_to_fp32(h[j]);
-        }
-    } else {
-        for (int64_t j = 0; j < n; ++j) {
-            bad |= (uint16_t)((h[j] & 0x7f80u) == 0x7f80u);
-            scratch[j] = kq_bf16_to_fp32(h[j]);
-        }
+    for (int64_t j = 0; j < n; ++j) {
+        bad |= (uint16_t)((h[j] & 0x7c00u) == 0x7c00u);
+        dst[j] = kq_fp16_to_fp32(h[j]);
     }
+    return bad;
+}
+
+static int load_bf16_scalar(const uint16_t *h, float *dst, int64_t n) {
+    uint16_t bad = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        bad |= (uint16_t)((h[j] & 0x7f80u) == 0x7f80u);
+        dst[j] = kq_bf16_to_fp32(h[j]);
+    }
+    return bad;
+}
+
+/* The three loaders of one ISA. */
+typedef struct {
+    int (*check_f32)(const float *x, int64_t n);
+    int (*load_f16)(const uint16_t *src, float *dst, int64_t n);
+    int (*load_bf16)(const uint16_t *src, float *dst, int64_t n);
+} row_loaders;
+
+static row_loaders loaders_for(int isa) {
+    switch (isa) {
+#if defined(KQ_HAVE_AVX2)
+    case KQ_ISA_AVX2: return (row_loaders){kq_check_f32_avx2, kq_load_f16_avx2, kq_load_bf16_avx2};
+#endif
+#if defined(KQ_HAVE_NEON)
+    case KQ_ISA_NEON: return (row_loaders){kq_check_f32_neon, kq_load_f16_neon, kq_load_bf16_neon};
+#endif
+    default: return (row_loaders){check_f32_scalar, load_f16_scalar, load_bf16_scalar};
+    }
+}
+
+/* Converts one row to float32 in scratch (f16/bf16) or checks it in place (f32), in one pass,
+ * right before the kernel reads it (so the row is still in L1 cache).
+ * Returns the float row to quantize, or NULL if the row holds a NaN or Inf. */
+static const float *load_row(const row_loaders *ld, int src_format, const void *src, int64_t n,
+                             float *scratch) {
+    if (src_format == KQ_SRC_F32) return ld->check_f32((const float *)src, n) ? NULL : (const float *)src;
+    const uint16_t *h = (const uint16_t *)src;
+    const int bad = src_format == KQ_SRC_F16 ? ld->load_f16(h, scratch, n) : ld->load_bf16(h, scratch, n);
     return bad ? NULL : scratch;
 }
 
@@ -199,12 +229,15 @@ int64_t kq_quantize(int type, int src_format, const void *src, int64_t nrows, in
         scratch = (float *)malloc((size_t)n_per_row * sizeof(float));
         if (!scratch) return KQ_ERR_NOMEM;
     }
-    const kq_row_fn kernel = row_kernel(type);
+    /* One ISA for the whole call: kernel and loaders. */
+    const int isa = kq_active_isa();
+    const kq_row_fn kernel = row_kernel(isa, type);
+    const row_loaders ld = loaders_for(isa);
     const uint8_t *s = (const uint8_t *)src;
     uint8_t *d = (uint8_t *)dst;
     int64_t r = 0;
     for (; r < nrows; ++r) {
-        const float *x = load_row(src_format, s + (size_t)r * (size_t)n_per_row * elem, n_per_row, scratch);
+        const float *x = load_row(&ld, src_format, s + (size_t)r * (size_t)n_per_row * elem, n_per_row, scratch);
         if (!x) break;
         kernel(x, d + r * row_bytes, n_per_row, imatrix);
     }

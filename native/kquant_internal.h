@@ -62,6 +62,17 @@ KQ_FOR_EACH_TYPE(KQ_DECLARE_SCALAR)
 KQ_FOR_EACH_TYPE(KQ_DECLARE_SIMD)
 #undef KQ_DECLARE_SIMD
 
+/* Row loaders, one pass over the input while it is in registers: convert n values to float32
+ * in dst (f16/bf16) or only look at them (f32), and return nonzero if any is NaN or Inf. The
+ * dispatcher calls them right before the kernel, so no non-finite value ever reaches a kernel.
+ * Conversion is exact (every f16/bf16 value is a float32), so the ISA cannot change the bytes. */
+int kq_load_f16_avx2(const uint16_t *src, float *dst, int64_t n);
+int kq_load_bf16_avx2(const uint16_t *src, float *dst, int64_t n);
+int kq_check_f32_avx2(const float *x, int64_t n);
+int kq_load_f16_neon(const uint16_t *src, float *dst, int64_t n);
+int kq_load_bf16_neon(const uint16_t *src, float *dst, int64_t n);
+int kq_check_f32_neon(const float *x, int64_t n);
+
 /* Scale searches shared by the scalar kernels (scalar_search.c); SIMD files may call them for
  * the parts they do not vectorise. Semantics and arithmetic order follow ggml's helpers of the
  * same name (make_qx_quants, ...) AS BUILT IN THE WHEEL, which is older than llama.cpp master in

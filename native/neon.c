@@ -143,6 +143,69 @@ static inline void vi_store_i8(uint8_t *p, vi x) {
 
 #include "kq_lanes.h"
 
+/* ---- row loaders (see kquant_internal.h) ----
+ * Non-finite test on float32 bits: (bits & exponent mask) + 2^23 carries into bit 31 exactly
+ * when the exponent is all ones (Inf/NaN); OR-ed into an accumulator, read once per row. */
+static inline uint32x4_t nonfinite_acc(uint32x4_t acc, float32x4_t v) {
+    const uint32x4_t bits = vandq_u32(vreinterpretq_u32_f32(v), vdupq_n_u32(0x7f800000u));
+    return vorrq_u32(acc, vaddq_u32(bits, vdupq_n_u32(0x00800000u)));
+}
+static inline int acc_bad(uint32x4_t acc) { return (vmaxvq_u32(acc) >> 31) != 0; }
+
+int kq_load_f16_neon(const uint16_t *src, float *dst, int64_t n) {
+    uint32x4_t acc0 = vdupq_n_u32(0), acc1 = vdupq_n_u32(0);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const uint16x8_t h = vld1q_u16(src + j);
+        const float32x4_t a = vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(h)));
+        const float32x4_t b = vcvt_f32_f16(vreinterpret_f16_u16(vget_high_u16(h)));
+        vst1q_f32(dst + j, a);
+        vst1q_f32(dst + j + 4, b);
+        acc0 = nonfinite_acc(acc0, a);
+        acc1 = nonfinite_acc(acc1, b);
+    }
+    int bad = acc_bad(vorrq_u32(acc0, acc1));
+    for (; j < n; ++j) {
+        bad |= (src[j] & 0x7c00u) == 0x7c00u;
+        dst[j] = kq_fp16_to_fp32(src[j]);
+    }
+    return bad;
+}
+
+int kq_load_bf16_neon(const uint16_t *src, float *dst, int64_t n) {
+    uint32x4_t acc0 = vdupq_n_u32(0), acc1 = vdupq_n_u32(0);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const uint16x8_t h = vld1q_u16(src + j);
+        const float32x4_t a = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+        const float32x4_t b = vreinterpretq_f32_u32(vshll_n_u16(vget_high_u16(h), 16));
+        vst1q_f32(dst + j, a);
+        vst1q_f32(dst + j + 4, b);
+        acc0 = nonfinite_acc(acc0, a);
+        acc1 = nonfinite_acc(acc1, b);
+    }
+    int bad = acc_bad(vorrq_u32(acc0, acc1));
+    for (; j < n; ++j) {
+        bad |= (src[j] & 0x7f80u) == 0x7f80u;
+        dst[j] = kq_bf16_to_fp32(src[j]);
+    }
+    return bad;
+}
+
+int kq_check_f32_neon(const float *x, int64_t n) {
+    uint32x4_t acc0 = vdupq_n_u32(0), acc1 = vdupq_n_u32(0), acc2 = vdupq_n_u32(0), acc3 = vdupq_n_u32(0);
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        acc0 = nonfinite_acc(acc0, vld1q_f32(x + j));
+        acc1 = nonfinite_acc(acc1, vld1q_f32(x + j + 4));
+        acc2 = nonfinite_acc(acc2, vld1q_f32(x + j + 8));
+        acc3 = nonfinite_acc(acc3, vld1q_f32(x + j + 12));
+    }
+    int bad = acc_bad(vorrq_u32(vorrq_u32(acc0, acc1), vorrq_u32(acc2, acc3)));
+    for (; j < n; ++j) bad |= (kq_f32_to_bits(x[j]) & 0x7f800000u) == 0x7f800000u;
+    return bad;
+}
+
 #else
 /* Not AArch64: nothing to build here (avx2.c serves x86-64). */
 typedef int kq_neon_unused;

@@ -77,7 +77,9 @@ def run_files(args: argparse.Namespace) -> int:
     except hub.HubError as e:
         raise _user_error(e) from None
     context = args.context or hub.default_context(view.shape)
-    assessed = hub.assess(view.groups, view.shape, context)
+    from app.core.hardware import llama_backend
+
+    assessed = hub.assess(view.groups, view.shape, context, vram_free_bytes=llama_backend().vram_free_bytes)
     if args.json:
         print(json.dumps({
             "repo": view.details.repo_id, "revision": view.details.sha, "context": context,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -26,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import psutil
 
-from app.core.gguf_file import GGUFError
+from app.core.gguf_index import GGUFError, read_index
 from app.core.jobs import CancelToken, Job, Progress, ProgressCallback
 
 # KV cache types a user can pick; quantized V cache needs flash attention in llama.cpp.
@@ -102,9 +101,9 @@ class ModelFacts:
 def read_facts(path: str | Path) -> ModelFacts:
     """Read the metadata chat needs. Raises GGUFError with a one-line message.
 
-    This reads only the key/value header (skipping the tokenizer's big arrays), because the full
-    reader (gguf_file.open_gguf) parses the whole vocabulary and takes seconds on a 50k-token
-    model — too slow for picking a model in the window. llama.cpp validates the rest on load.
+    This reads only the header index (app.core.gguf_index), because the full reader
+    (gguf_file.open_gguf) parses the whole vocabulary and takes seconds on a 50k-token model —
+    too slow for picking a model in the window.
     """
     path = Path(path)
     meta = read_metadata(path)
@@ -134,13 +133,8 @@ def read_facts(path: str | Path) -> ModelFacts:
     )
 
 
-# GGUF value types: (struct format, size) for scalars; 8 = string, 9 = array.
-_SCALARS = {0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4), 6: ("<f", 4),
-            7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8)}
-
-
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The GGUF header's key/values; arrays are kept only when short (head counts per layer).
+    """The GGUF header's key/values; long arrays (the vocabulary) are left out.
 
     Remembered while the file's size and time stamp stay the same (the Library and Chat both ask).
     """
@@ -152,7 +146,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         key = None
     if key is not None and key in _metadata_cache:
         return dict(_metadata_cache[key])
-    meta = _read_metadata(path)
+    idx = read_index(path)
+    meta = {k: kv.value for k, kv in idx.fields.items() if kv.value is not None}
     if key is not None:
         if len(_metadata_cache) > 64:
             _metadata_cache.clear()
@@ -161,73 +156,6 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 _metadata_cache: dict[tuple, dict[str, Any]] = {}
-
-
-def _read_metadata(path: Path, _chunk: int = 1 << 20) -> dict[str, Any]:
-    try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise GGUFError(f"{path}: not a file")
-        with path.open("rb") as f:
-            data = f.read(min(size, _chunk))
-    except FileNotFoundError:
-        raise GGUFError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise GGUFError(f"{path}: not a file") from None
-    except OSError as e:
-        raise GGUFError(f"{path}: cannot read ({e.strerror})") from None
-    if data[:4] != b"GGUF":
-        raise GGUFError(f"{path.name}: not a GGUF file (wrong magic bytes)")
-    try:
-        version, _n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
-        if version not in (2, 3):
-            raise GGUFError(f"{path.name}: unsupported GGUF version {version} (supported: 2 and 3)")
-        pos = 24
-        meta: dict[str, Any] = {}
-
-        def string(at: int) -> tuple[str, int]:
-            (n,) = struct.unpack_from("<Q", data, at)
-            if at + 8 + n > len(data):
-                raise struct.error("string runs past the end")
-            return data[at + 8: at + 8 + n].decode("utf-8", "replace"), at + 8 + n
-
-        def value(kind: int, at: int, keep: bool = True) -> tuple[Any, int]:
-            if kind in _SCALARS:
-                fmt, width = _SCALARS[kind]
-                return struct.unpack_from(fmt, data, at)[0], at + width
-            if kind == 8:
-                return string(at)
-            if kind == 9:
-                item_kind, count = struct.unpack_from("<IQ", data, at)
-                at += 12
-                if item_kind == 8 and count > 1024:  # a vocabulary: step over it without decoding
-                    unpack = struct.Struct("<Q").unpack_from
-                    for _ in range(count):
-                        at += 8 + unpack(data, at)[0]
-                    if at > len(data):
-                        raise struct.error("array runs past the end")
-                    return None, at
-                if item_kind in _SCALARS and not (keep and count <= 1024):
-                    return None, at + count * _SCALARS[item_kind][1]  # skip big numeric arrays in one step
-                items = []
-                for _ in range(count):
-                    item, at = value(item_kind, at, keep and count <= 1024)
-                    if keep and count <= 1024:
-                        items.append(item)
-                return (items if keep and count <= 1024 else None), at
-            raise GGUFError(f"{path.name}: corrupt metadata (unknown value type {kind})")
-
-        for _ in range(n_kv):
-            key, pos = string(pos)
-            (kind,) = struct.unpack_from("<I", data, pos)
-            val, pos = value(kind, pos + 4)
-            if val is not None:
-                meta[key] = val
-    except struct.error:
-        if len(data) < size:  # the header is longer than what we read: read more and start again
-            return _read_metadata(path, _chunk * 8)
-        raise GGUFError(f"{path.name}: truncated or corrupt metadata") from None
-    return meta
 
 
 def _as_int(value: Any) -> int:

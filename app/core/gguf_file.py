@@ -15,12 +15,9 @@ from typing import Any, Optional
 import gguf
 import numpy as np
 
-GGUF_MAGIC = b"GGUF"
-SUPPORTED_VERSIONS = (2, 3)
+from app.core.gguf_index import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, read_index
 
-
-class GGUFError(Exception):
-    """A GGUF file is unreadable or unsafe to use; the message says why, in one line."""
+__all__ = ["GGUFError", "GGUF_MAGIC", "SUPPORTED_VERSIONS", "open_gguf", "read_info", "ModelInfo"]
 
 
 def open_gguf(path: str | Path) -> gguf.GGUFReader:
@@ -119,23 +116,25 @@ def file_type_name(value: Optional[int]) -> str:
 
 
 def read_info(path: str | Path) -> ModelInfo:
-    """Validate the file and summarise it. Raises GGUFError."""
-    path = Path(path)
-    reader = open_gguf(path)
-    arch = str(field_value(reader, "general.architecture", "unknown"))
-    histogram = Counter(gguf.GGMLQuantizationType(int(t.tensor_type)).name for t in reader.tensors)
-    params = sum(int(t.n_elements) for t in reader.tensors)
-    ctx = field_value(reader, f"{arch}.context_length")
+    """Validate the file and summarise it. Raises GGUFError.
+
+    Uses the header index (app.core.gguf_index), not GGUFReader: it makes the same checks in
+    milliseconds instead of seconds, which matters for the Library and `quantdesk info`.
+    """
+    idx = read_index(path)
+    arch = str(idx.get("general.architecture", "unknown"))
+    histogram = Counter(t.type.name for t in idx.tensors)
+    ctx = idx.get(f"{arch}.context_length")
     return ModelInfo(
-        path=path,
-        size_bytes=path.stat().st_size,
+        path=idx.path,
+        size_bytes=idx.size,
         architecture=arch,
-        name=str(field_value(reader, "general.name", path.stem)),
-        parameters=params,
-        file_type=file_type_name(field_value(reader, "general.file_type")),
+        name=str(idx.get("general.name", idx.path.stem)),
+        parameters=sum(t.n_elements for t in idx.tensors),
+        file_type=file_type_name(idx.get("general.file_type")),
         tensor_types=dict(histogram.most_common()),
         context_length=int(ctx) if ctx is not None else None,
-        has_chat_template=reader.fields.get("tokenizer.chat_template") is not None,
-        block_count=field_value(reader, f"{arch}.block_count"),
-        embedding_length=field_value(reader, f"{arch}.embedding_length"),
+        has_chat_template="tokenizer.chat_template" in idx.fields,
+        block_count=idx.get(f"{arch}.block_count"),
+        embedding_length=idx.get(f"{arch}.embedding_length"),
     )

@@ -1,6 +1,7 @@
 """A fast, validating index of a GGUF file's header: metadata spans and tensor descriptions.
 
-Why not gguf.GGUFReader (which app.core.gguf_file.open_gguf wraps)? It builds a numpy view
+Why not gguf.GGUFReader (which app.core.gguf_file.open_gguf wraps, for the few callers that need
+tensor data through it)? It builds a numpy view
 for every piece of every key, and a tokenizer holds hundreds of thousands of strings: 5 s for
 the 135M starter model, more than llama-quantize needs to quantize it, and far more for a
 128k-vocabulary model. Quantizing needs much less: where each key's bytes are (to copy them as
@@ -18,7 +19,12 @@ from typing import Any, Optional
 import gguf
 import numpy as np
 
-from app.core.gguf_file import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+
+
+class GGUFError(Exception):
+    """A GGUF file is unreadable or unsafe to use; the message says why, in one line."""
 
 VT = gguf.GGUFValueType
 _SCALAR = {

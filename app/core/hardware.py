@@ -27,6 +27,17 @@ def cpu_summary() -> str:
 
 
 @dataclass(frozen=True)
+class Device:
+    """One ggml compute device (the CPU, a CUDA card, Metal, a Vulkan device...)."""
+
+    name: str
+    description: str
+    is_gpu: bool
+    free_bytes: int
+    total_bytes: int
+
+
+@dataclass(frozen=True)
 class LlamaBackend:
     """What the installed llama-cpp-python was built with."""
 
@@ -34,6 +45,46 @@ class LlamaBackend:
     gpu_offload: bool
     system_info: str
     devices: tuple[str, ...]
+    gpus: tuple[Device, ...] = ()
+
+    @property
+    def vram_free_bytes(self) -> int | None:
+        """Free memory on the GPUs, or None on a CPU-only build (nothing to offload to)."""
+        return sum(d.free_bytes for d in self.gpus) if self.gpus else None
+
+
+def _ggml_devices() -> list[Device]:
+    """Ask ggml's device registry directly: llama-cpp-python 0.3.36 has no binding for it."""
+    import ctypes
+    from pathlib import Path
+
+    import llama_cpp
+
+    lib_dir = Path(llama_cpp.__file__).parent / "lib"
+    candidates = sorted(lib_dir.glob("libggml.*")) + sorted(lib_dir.glob("ggml.dll"))
+    if not candidates:
+        return []
+    ggml = ctypes.CDLL(str(candidates[0]))
+    ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+    ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
+    ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+    for fn in (ggml.ggml_backend_dev_name, ggml.ggml_backend_dev_description):
+        fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
+    ggml.ggml_backend_dev_type.restype, ggml.ggml_backend_dev_type.argtypes = ctypes.c_int, [ctypes.c_void_p]
+    ggml.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+    devices = []
+    for i in range(ggml.ggml_backend_dev_count()):
+        dev = ggml.ggml_backend_dev_get(i)
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        ggml.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        devices.append(Device(
+            name=(ggml.ggml_backend_dev_name(dev) or b"?").decode("utf-8", "replace"),
+            description=(ggml.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace"),
+            is_gpu=ggml.ggml_backend_dev_type(dev) != 0,  # 0 is GGML_BACKEND_DEVICE_TYPE_CPU
+            free_bytes=int(free.value),
+            total_bytes=int(total.value),
+        ))
+    return devices
 
 
 @lru_cache(maxsize=1)
@@ -43,16 +94,14 @@ def llama_backend() -> LlamaBackend:
 
     llama_cpp.llama_backend_init()
     info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip()
-    devices: list[str] = []
     try:  # ggml's device registry: CPU, CUDA0, Metal, Vulkan0, ...
-        for i in range(llama_cpp.ggml_backend_dev_count()):
-            dev = llama_cpp.ggml_backend_dev_get(i)
-            devices.append(llama_cpp.ggml_backend_dev_name(dev).decode())
+        devices = _ggml_devices()
     except (AttributeError, OSError):
-        pass
+        devices = []
     return LlamaBackend(
         version=getattr(llama_cpp, "__version__", "?"),
         gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
         system_info=info,
-        devices=tuple(devices),
+        devices=tuple(d.name for d in devices),
+        gpus=tuple(d for d in devices if d.is_gpu),
     )

@@ -564,8 +564,8 @@ def fit(weights_bytes: int, shape: ModelShape, context: int,
 
     'fits' leaves a fifth of the free RAM for everything else (or fits in 90% of free VRAM, all
     layers offloaded); 'tight' still fits in the machine's RAM but needs other apps closed (or
-    swaps); otherwise it won't fit. app.core.hardware has no VRAM figure yet and the bundled
-    llama.cpp is CPU-only, so callers pass vram_free_bytes=None today.
+    swaps); otherwise it won't fit. Callers pass the free VRAM from
+    app.core.hardware.llama_backend().vram_free_bytes (None on a CPU-only llama.cpp build).
     """
     mem = memory or hardware.memory()
     kv = shape.kv_bytes(context)

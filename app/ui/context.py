@@ -3,7 +3,7 @@
 A page is constructed as `Page(ctx, parent=None)`. Through `ctx` it can:
 - run jobs: `ctx.jobs.start(Job(...))` (see app/ui/workers.py);
 - read and write settings: `ctx.setting(key, default)`, `ctx.set_setting(key, value)`;
-- move the user: `ctx.show_page("library")`, `ctx.open_in_chat(path)`;
+- move the user: `ctx.show_page("library")`, `ctx.open_in_chat(path)`, `ctx.open_in_quantize(path)`;
 - announce and hear app-wide changes: `ctx.library_changed.emit()` after a download or a
   quantization wrote a file; connect to it to refresh lists.
 Page keys are the PAGE_KEYS below, in sidebar order.
@@ -25,6 +25,7 @@ class AppContext(QObject):
     library_changed = Signal()  # files were added to or removed from the library
     page_requested = Signal(str)  # a PAGE_KEYS entry; the main window switches to it
     chat_requested = Signal(object)  # Path of a model file to chat with
+    quantize_requested = Signal(object)  # Path of a GGUF file or checkpoint folder to quantize
     new_chat_requested = Signal()
     settings_changed = Signal(str)  # the key that changed
 
@@ -48,3 +49,8 @@ class AppContext(QObject):
         """Switch to Chat with this model file selected (it loads in the background)."""
         self.chat_requested.emit(Path(model_path))
         self.page_requested.emit("chat")
+
+    def open_in_quantize(self, source: str | Path) -> None:
+        """Switch to Quantize with this GGUF file or checkpoint folder as the source."""
+        self.quantize_requested.emit(Path(source))
+        self.page_requested.emit("quantize")

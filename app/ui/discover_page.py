@@ -885,7 +885,8 @@ class DiscoverPage(BasePage):
             return
         mem = hardware.memory()
         context = int(self.context_combo.currentData())
-        rows = hub.assess(self.view.groups, self.view.shape, context, mem)
+        vram = hardware.llama_backend().vram_free_bytes
+        rows = hub.assess(self.view.groups, self.view.shape, context, mem, vram)
         self.files_model.set_rows(rows)
         self.memory_label.setText(f"— {human_bytes(mem.available_bytes)} of {human_bytes(mem.total_bytes)} RAM free")
         shape = self.view.shape

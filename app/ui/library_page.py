@@ -197,6 +197,10 @@ class LibraryPage(BasePage):
         self.chat_button = primary_button("Chat")
         self.chat_button.clicked.connect(self.chat_with_selected)
         row.addWidget(self.chat_button)
+        self.quantize_button = QPushButton("Quantize…")
+        self.quantize_button.setToolTip("Make a smaller GGUF from this model on the Quantize page")
+        self.quantize_button.clicked.connect(self.quantize_selected)
+        row.addWidget(self.quantize_button)
         self.reveal_button = QPushButton("Show in folder")
         self.reveal_button.clicked.connect(self.reveal_selected)
         row.addWidget(self.reveal_button)
@@ -257,7 +261,7 @@ class LibraryPage(BasePage):
     # -- details --------------------------------------------------------------------------
     def _show_selected(self) -> None:
         e = self.selected()
-        for b in (self.chat_button, self.reveal_button, self.delete_button):
+        for b in (self.chat_button, self.quantize_button, self.reveal_button, self.delete_button):
             b.setEnabled(e is not None)
         if e is None:
             return
@@ -326,6 +330,11 @@ class LibraryPage(BasePage):
         e = self.selected()
         if e is not None and e.kind == "gguf":
             self.ctx.open_in_chat(e.path)
+
+    def quantize_selected(self) -> None:
+        e = self.selected()
+        if e is not None:
+            self.ctx.open_in_quantize(e.path)
 
     def reveal_selected(self) -> None:
         e = self.selected()

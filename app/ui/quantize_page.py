@@ -1,4 +1,4 @@
-"""Quantize: turn a GGUF from the Library into a smaller GGUF at the level you pick.
+"""Quantize: turn a GGUF or a safetensors checkpoint from the Library into a GGUF at the level you pick.
 
 Pick a source (the Library's GGUF files), pick a level from a list that shows, for this very
 model, the size the output will have (from the per-tensor plan, app.core.quantize), its bits
@@ -8,10 +8,16 @@ with a card beside it and appears in the Library (ctx.library_changed).
 
 Reading a source's header and planning every level runs as a job (a slow disk must not freeze
 the window); the quantization itself is app.core.quantize's job, run by ctx.jobs.
+
+A checkpoint folder is a source too: its level list adds F32 and its sizes are estimates
+(parameters × the level's bits per weight, shown as "about"), because the exact per-tensor plan
+only exists once the checkpoint is converted. Starting runs app.core.convert's job, whose
+progress names its stage ("Converting", then "Quantizing").
 """
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,8 +39,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+import gguf
+
 from app.cli.info import format_params
 from app.core import library, paths
+from app.core.convert import CheckpointInfo, ConvertError, ConvertRequest, ConvertResult, convert_job, describe_checkpoint
 from app.core.jobs import Job, Progress
 from app.core.quantize import (
     LevelEstimate,
@@ -46,6 +55,7 @@ from app.core.quantize import (
     quantize_job,
     summarize_source,
 )
+from app.core.quant_plan import FILE_TYPES
 from app.core.units import human_bytes, human_duration
 from app.ui import theme
 from app.ui.widgets import BasePage, ErrorBanner, JobProgress, label, primary_button
@@ -53,6 +63,22 @@ from app.ui.workers import JobHandle
 
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 DEFAULT_LEVEL = "Q4_K_M"
+CHECKPOINT_FLOATS = ("F16", "BF16", "F32")  # written straight from a checkpoint, no quantization
+
+
+def checkpoint_levels(info: CheckpointInfo) -> list[LevelEstimate]:
+    """The levels a checkpoint can go to, sized parameters × bits per weight of the level's main
+    tensor type. An estimate (K-quant mixes bump some tensors, norms stay F32), labelled so."""
+    float_notes = {"F16": FILE_TYPES["F16"].tradeoff, "BF16": FILE_TYPES["BF16"].tradeoff,
+                   "F32": "Full precision: twice the F16 size, no quality gain for most models."}
+    levels = []
+    for name in CHECKPOINT_FLOATS + tuple(k for k in FILE_TYPES if k not in CHECKPOINT_FLOATS):
+        qtype = gguf.GGMLQuantizationType[name] if name in CHECKPOINT_FLOATS else FILE_TYPES[name].base
+        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        bpw = type_size * 8 / block
+        tradeoff = float_notes.get(name) or FILE_TYPES[name].tradeoff
+        levels.append(LevelEstimate(name, int(info.parameters * bpw / 8), bpw, tradeoff))
+    return levels
 
 
 class LevelModel(QAbstractTableModel):
@@ -64,10 +90,11 @@ class LevelModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[LevelEstimate] = []
         self.source_bytes = 0
+        self.estimated = False  # sizes are parameters × bits per weight (a checkpoint), not a plan
 
-    def set_levels(self, levels: list[LevelEstimate], source_bytes: int) -> None:
+    def set_levels(self, levels: list[LevelEstimate], source_bytes: int, estimated: bool = False) -> None:
         self.beginResetModel()
-        self._rows, self.source_bytes = list(levels), source_bytes
+        self._rows, self.source_bytes, self.estimated = list(levels), source_bytes, estimated
         self.endResetModel()
 
     def level(self, row: int) -> LevelEstimate:
@@ -104,12 +131,17 @@ class LevelModel(QAbstractTableModel):
             if r.problem:
                 return (r.level, "—", "—", r.problem)[col]
             share = f"  ({r.output_bytes / self.source_bytes:.0%})" if self.source_bytes else ""
-            return (r.level, human_bytes(r.output_bytes) + share, f"{r.bits_per_weight:.2f}", r.tradeoff)[col]
+            size = ("about " if self.estimated else "") + human_bytes(r.output_bytes) + share
+            bits = ("~" if self.estimated else "") + f"{r.bits_per_weight:.2f}"
+            return (r.level, size, bits, r.tradeoff)[col]
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 2):
             return RIGHT
         if role == Qt.ItemDataRole.ToolTipRole:
             if r.problem:
                 return r.problem
+            if self.estimated:
+                return (f"{r.level}: about {human_bytes(r.output_bytes)} (parameters × {r.bits_per_weight:.2f} "
+                        f"bits per weight; the exact size is known once the checkpoint is converted)")
             return (f"{r.level}: {r.output_bytes:,} bytes, {r.bits_per_weight:.3f} bits per weight "
                     f"(every tensor counted, as planned for this model)")
         if role == Qt.ItemDataRole.ForegroundRole and col == 3:
@@ -135,6 +167,8 @@ class QuantizePage(BasePage):
         self.header.add_action(self.start_button)
 
         self._summary: Optional[SourceSummary] = None
+        self._checkpoint: Optional[CheckpointInfo] = None  # set when the source is a checkpoint folder
+        self._started_at = 0.0
         self._summary_generation = 0
         self._handle: Optional[JobHandle] = None
         self._imatrix: Optional[Path] = None
@@ -152,7 +186,8 @@ class QuantizePage(BasePage):
         self.source_box.currentIndexChanged.connect(lambda *_: self._source_changed())
         src_row.addWidget(self.source_box, 1)
         browse = QPushButton("Other file…")
-        browse.setToolTip("Quantize a GGUF file that is not in the Library")
+        browse.setToolTip("Quantize a GGUF file that is not in the Library (for a checkpoint folder, add its "
+                          "folder in the Library)")
         browse.clicked.connect(self.choose_file)
         src_row.addWidget(browse)
         form.addRow("Source", src_row)
@@ -177,12 +212,12 @@ class QuantizePage(BasePage):
         self.imatrix_edit.setPlaceholderText("None (optional: an .imatrix.gguf or .dat from llama-imatrix)")
         self.imatrix_edit.setAccessibleName("Importance matrix file")
         im_row.addWidget(self.imatrix_edit, 1)
-        im_pick = QPushButton("Choose…")
-        im_pick.clicked.connect(self.choose_imatrix)
-        im_row.addWidget(im_pick)
-        im_clear = QPushButton("Clear")
-        im_clear.clicked.connect(lambda: self.set_imatrix(None))
-        im_row.addWidget(im_clear)
+        self.imatrix_pick = QPushButton("Choose…")
+        self.imatrix_pick.clicked.connect(self.choose_imatrix)
+        im_row.addWidget(self.imatrix_pick)
+        self.imatrix_clear = QPushButton("Clear")
+        self.imatrix_clear.clicked.connect(lambda: self.set_imatrix(None))
+        im_row.addWidget(self.imatrix_clear)
         form.addRow("Importance matrix", im_row)
         self.body.addLayout(form)
 
@@ -232,17 +267,18 @@ class QuantizePage(BasePage):
         self._show_result(None)
 
         ctx.library_changed.connect(self.refresh_sources)
+        ctx.quantize_requested.connect(self.set_source)
         self.refresh_sources()
 
     # -- sources --------------------------------------------------------------------------
     def refresh_sources(self) -> None:
-        """Fill the source list from the Library's GGUF files, keeping the current choice."""
+        """Fill the source list from the Library's GGUF files and checkpoints, keeping the current choice."""
         current = self.source_path()
-        entries = [e for e in library.list_models() if e.kind == "gguf"]
+        entries = [e for e in library.list_models() if e.kind in ("gguf", "checkpoint")]
         self.source_box.blockSignals(True)
         self.source_box.clear()
         for e in entries:
-            kind = e.file_type or "GGUF"
+            kind = "checkpoint" if e.kind == "checkpoint" else (e.file_type or "GGUF")
             self.source_box.addItem(f"{e.name} — {kind} — {human_bytes(e.size)}", str(e.path))
             self.source_box.setItemData(self.source_box.count() - 1, str(e.path), Qt.ItemDataRole.ToolTipRole)
         if current is not None:
@@ -254,8 +290,12 @@ class QuantizePage(BasePage):
     def _select_source(self, path: Path) -> None:
         i = self.source_box.findData(str(path))
         if i < 0:
-            self.source_box.addItem(f"{path.name} — {human_bytes(path.stat().st_size) if path.exists() else ''}",
-                                    str(path))
+            if path.is_dir():
+                size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+                text = f"{path.name} — checkpoint — {human_bytes(size)}"
+            else:
+                text = f"{path.name} — {human_bytes(path.stat().st_size) if path.exists() else ''}"
+            self.source_box.addItem(text, str(path))
             i = self.source_box.count() - 1
         self.source_box.setCurrentIndex(i)
 
@@ -264,7 +304,7 @@ class QuantizePage(BasePage):
         return Path(data) if data else None
 
     def set_source(self, path: str | Path) -> None:
-        """Select this file as the source (the Library's "Quantize" action calls this)."""
+        """Select this GGUF file or checkpoint folder as the source (the Library's "Quantize…" calls this)."""
         self._select_source(Path(path))
 
     def choose_file(self) -> None:
@@ -287,6 +327,7 @@ class QuantizePage(BasePage):
     def _source_changed(self) -> None:
         self.error.hide()
         self._summary = None
+        self._checkpoint = None
         self.levels.set_levels([], 0)
         self.requant_warning.hide()
         self.requant_check.hide()
@@ -299,6 +340,13 @@ class QuantizePage(BasePage):
         self.source_info.setText("Reading the model…")
         self._summary_generation += 1
         generation, with_imatrix = self._summary_generation, self._imatrix is not None
+        self._enable_imatrix(not path.is_dir())
+        if path.is_dir():
+            handle = self.ctx.jobs.start(Job(f"Reading {path.name}", lambda report, cancel: describe_checkpoint(path)))
+            handle.finished.connect(lambda info: self._checkpoint_ready(generation, info))
+            handle.failed.connect(lambda e, tb: self._summary_failed(generation, e, tb))
+            self._update_start()
+            return
         handle = self.ctx.jobs.start(Job(f"Reading {path.name}", lambda report, cancel: summarize_source(path, with_imatrix)))
         handle.finished.connect(lambda s: self._summary_ready(generation, s))
         handle.failed.connect(lambda e, tb: self._summary_failed(generation, e, tb))
@@ -326,6 +374,36 @@ class QuantizePage(BasePage):
         self.select_level(remembered if self.levels.row_of(remembered) >= 0 else DEFAULT_LEVEL)
         self._update_start()
 
+    def _checkpoint_ready(self, generation: int, info: CheckpointInfo) -> None:
+        if generation != self._summary_generation:
+            return
+        self._checkpoint = info
+        facts = [info.gguf_architecture or info.architecture or "unknown architecture",
+                 f"{format_params(info.parameters)} weights" if info.parameters else "",
+                 "/".join(info.dtypes), f"{human_bytes(info.size_bytes)} of weights", "safetensors checkpoint"]
+        self.source_info.setText(" · ".join(f for f in facts if f))
+        if not info.problem:  # say what the "about" sizes are: S/M/L mixes only differ once planned
+            self.source_info.setText(self.source_info.text() + "\nSizes are estimates (parameters × bits per "
+                                     "weight of the level's main type); the _S/_M/_L mixes differ a little more.")
+        if info.problem:
+            self.requant_warning.setText(f"This checkpoint cannot be converted: {info.problem}")
+            self.requant_warning.show()
+            self._update_start()
+            return
+        self.levels.set_levels(checkpoint_levels(info), info.size_bytes, estimated=True)
+        self.table.resizeColumnsToContents()
+        remembered = self.ctx.setting("quantize_level", DEFAULT_LEVEL)
+        self.select_level(remembered if self.levels.row_of(remembered) >= 0 else DEFAULT_LEVEL)
+        self._update_start()
+
+    def _enable_imatrix(self, on: bool) -> None:
+        """An importance matrix applies to GGUF sources; a checkpoint is converted without one."""
+        for w in (self.imatrix_edit, self.imatrix_pick, self.imatrix_clear):
+            w.setEnabled(on)
+        self.imatrix_edit.setPlaceholderText(
+            "None (optional: an .imatrix.gguf or .dat from llama-imatrix)" if on
+            else "Not used when converting a checkpoint")
+
     def _summary_failed(self, generation: int, error: BaseException, tb: str) -> None:
         if generation != self._summary_generation:
             return
@@ -350,6 +428,8 @@ class QuantizePage(BasePage):
         src, level = self.source_path(), self.selected_level()
         if src is None or level is None:
             return None
+        if src.is_dir():  # a checkpoint folder: its name as it is ("SmolLM2-1.7B" has no suffix to drop)
+            return paths.models_dir() / f"{src.name}-{level.level}.gguf"
         return default_output(src, level.level, paths.models_dir())
 
     def _level_changed(self) -> None:
@@ -373,14 +453,17 @@ class QuantizePage(BasePage):
             self.output_label.setText(f"Output: {out}{note}")
         else:
             self.output_label.setText("")
-        for w in (self.table, self.source_box, self.requant_check, self.imatrix_edit):
+        for w in (self.table, self.source_box, self.requant_check):
             w.setEnabled(not running)
+        src = self.source_path()
+        self._enable_imatrix(not running and not (src is not None and src.is_dir()))
+        checkpoint_ok = self._checkpoint is not None and self._checkpoint.problem is None
         ok = (
             not running
-            and self._summary is not None
+            and (self._summary is not None or checkpoint_ok)
             and level is not None
             and not level.problem
-            and (not self._summary.quantized_as or self.requant_check.isChecked())
+            and (self._summary is None or not self._summary.quantized_as or self.requant_check.isChecked())
             and (not exists or (self.overwrite_check.isChecked() and not just_made))
         )
         self.start_button.setEnabled(ok)
@@ -392,11 +475,16 @@ class QuantizePage(BasePage):
             return
         self.error.hide()
         self._show_result(None)
-        request = QuantizeRequest(
-            source=src, output=out, level=level.level, imatrix=self._imatrix,
-            allow_requantize=self.requant_check.isChecked(), overwrite=self.overwrite_check.isChecked(),
-        )
-        self._handle = self.ctx.jobs.start(quantize_job(request))
+        if self._checkpoint is not None:
+            outtype = level.level.lower() if level.level in CHECKPOINT_FLOATS else level.level
+            job = convert_job(ConvertRequest(src, out, outtype, overwrite=self.overwrite_check.isChecked()))
+        else:
+            job = quantize_job(QuantizeRequest(
+                source=src, output=out, level=level.level, imatrix=self._imatrix,
+                allow_requantize=self.requant_check.isChecked(), overwrite=self.overwrite_check.isChecked(),
+            ))
+        self._started_at = time.monotonic()
+        self._handle = self.ctx.jobs.start(job)
         self.progress.bind(self._handle)
         self.detail.setText("")
         self.detail.show()
@@ -406,6 +494,7 @@ class QuantizePage(BasePage):
         self._handle.cancelled.connect(self._on_cancelled)
         self._handle.ended.connect(self._on_ended)
         self._update_start()
+        self.table.scrollTo(self.table.currentIndex())  # the level being made stays in sight
 
     def cancel(self) -> None:
         if self._handle is not None and self._handle.running:
@@ -414,19 +503,25 @@ class QuantizePage(BasePage):
     def _on_progress(self, p: Progress) -> None:
         m = re.search(r"\((\d+)/(\d+)\)$", p.message)
         parts = []
+        if self._checkpoint is not None and p.stage:  # a checkpoint goes through one or two stages
+            two = self.selected_level() is not None and self.selected_level().level not in CHECKPOINT_FLOATS
+            step = {"Converting": 1, "Quantizing": 2}.get(p.stage)
+            parts.append(f"Step {step} of 2: {p.stage}" if two and step else p.stage)
         if m:
             parts.append(f"Tensor {m.group(1)} of {m.group(2)}")
         if p.unit == "B" and p.total:
             parts.append(f"{human_bytes(p.done)} of {human_bytes(p.total)} read")
         self.detail.setText(" · ".join(parts))
 
-    def _on_finished(self, result: QuantizeResult) -> None:
+    def _on_finished(self, result: QuantizeResult | ConvertResult) -> None:
         self._show_result(result)
         self.ctx.library_changed.emit()
 
     def _on_failed(self, error: BaseException, tb: str) -> None:
         if isinstance(error, QuantizeError):
             self.error.show_error(f"Not quantized: {error}. Nothing was written.", tb)
+        elif isinstance(error, ConvertError):
+            self.error.show_error(f"Not converted: {error}. Nothing was written.", tb)
         elif isinstance(error, OSError) and error.errno == 28:
             self.error.show_error("The disk became full while writing. Nothing was left behind; free some "
                                   "space and try again.", tb)
@@ -442,7 +537,7 @@ class QuantizePage(BasePage):
         self._update_start()
         self.table.scrollTo(self.table.currentIndex())
 
-    def _show_result(self, result: Optional[QuantizeResult]) -> None:
+    def _show_result(self, result: Optional[QuantizeResult | ConvertResult]) -> None:
         self._result = result
         self.show_library_button.setVisible(result is not None)
         self.chat_button.setVisible(result is not None)
@@ -450,9 +545,11 @@ class QuantizePage(BasePage):
             self.result_label.setText("")
             self.result_label.hide()
             return
+        level = result.level if isinstance(result, QuantizeResult) else result.outtype.upper()
+        seconds = result.seconds if isinstance(result, QuantizeResult) else time.monotonic() - self._started_at
         self.result_label.setText(
-            f"Saved {result.output.name}: {result.level}, {human_bytes(result.output_bytes)} "
-            f"in {human_duration(result.seconds)}. It is in your Library.")
+            f"Saved {result.output.name}: {level}, {human_bytes(result.output_bytes)} "
+            f"in {human_duration(seconds)}. It is in your Library.")
         self.result_label.show()
 
     def _chat_with_result(self) -> None:

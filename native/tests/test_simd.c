@@ -8,6 +8,9 @@
  * 2. Bad input (NaN/Inf rows, NaN imatrix, bad row lengths, short buffers, NULLs) returns the
  *    documented error and never writes outside dst (exact-size heap buffers for ASan, plus
  *    canaries around dst).
+ * 3. Half-precision input: on every ISA, float16 and bfloat16 rows (every finite bit pattern)
+ *    give the same bytes as the same values given as float32, and a NaN/Inf anywhere in a
+ *    half-precision row is reported with that row's index.
  *
  * Usage: test_simd [rounds]   (rounds of random rows per type; default 40)
  */
@@ -252,6 +255,69 @@ static void test_bad_input(int isa) {
           "type 99 accepted");
 }
 
+/* ---- 3. half-precision input ---- */
+
+/* Every finite 16-bit pattern of the format (others replaced by zero), in order, then shuffled,
+ * as 2 x 64 rows of 1024. */
+static void half_patterns(uint16_t *h, int bf16) {
+    const uint16_t expo = bf16 ? 0x7f80u : 0x7c00u;
+    for (int k = 0; k < 65536; k++) h[k] = (uint16_t)(((k & expo) == expo) ? 0 : k);
+    memcpy(h + 65536, h, 65536 * sizeof(uint16_t));
+    for (int k = 65535; k > 0; k--) {
+        const int j = (int)(rnd_u64() % (uint64_t)(k + 1));
+        const uint16_t t = h[65536 + k];
+        h[65536 + k] = h[65536 + j];
+        h[65536 + j] = t;
+    }
+}
+
+static void test_half_input(int isa) {
+    CHECK(kq_set_isa(isa) == 0, "cannot select %s", isa_name(isa));
+    const int64_t n = 1024, nrows = 128;
+    uint16_t *h = (uint16_t *)malloc((size_t)(n * nrows) * sizeof(uint16_t));
+    float *x = (float *)malloc((size_t)(n * nrows) * sizeof(float));
+    for (int fmt = KQ_SRC_F16; fmt <= KQ_SRC_BF16; fmt++) {
+        const int bf16 = fmt == KQ_SRC_BF16;
+        const char *fname = bf16 ? "bf16" : "f16";
+        half_patterns(h, bf16);
+        for (int64_t j = 0; j < n * nrows; j++) x[j] = bf16 ? kq_bf16_to_fp32(h[j]) : kq_fp16_to_fp32(h[j]);
+        for (int ti = 0; ti < NTYPES; ti++) {
+            const qtype *t = &TYPES[ti];
+            const int64_t size = kq_row_size(t->type, n) * nrows;
+            uint8_t *a = (uint8_t *)malloc((size_t)size), *b = (uint8_t *)malloc((size_t)size);
+            const int64_t ga = kq_quantize(t->type, fmt, h, nrows, n, NULL, a, size, NULL);
+            const int64_t gb = kq_quantize(t->type, KQ_SRC_F32, x, nrows, n, NULL, b, size, NULL);
+            CHECK(ga == size && gb == size && memcmp(a, b, (size_t)size) == 0,
+                  "%s %s: %s input differs from the same values as f32 (%lld, %lld)", t->name, isa_name(isa),
+                  fname, (long long)ga, (long long)gb);
+            free(a);
+            free(b);
+        }
+        /* Inf, -Inf, quiet and signalling NaN at the edges of vector widths, in row 2 of 4 */
+        const uint16_t poison_f16[4] = {0x7c00u, 0xfc00u, 0x7e00u, 0x7c01u};
+        const uint16_t poison_bf16[4] = {0x7f80u, 0xff80u, 0x7fc0u, 0x7f81u};
+        const int64_t at[8] = {0, 1, 7, 8, 15, 16, 31, n - 1};
+        const int64_t size = kq_row_size(KQ_TYPE_Q8_0, n) * 4;
+        uint8_t *dst = (uint8_t *)malloc((size_t)size);
+        for (int p = 0; p < 4; p++) {
+            for (int k = 0; k < 8; k++) {
+                uint16_t *cell = h + 2 * n + at[k];
+                const uint16_t keep = *cell;
+                *cell = bf16 ? poison_bf16[p] : poison_f16[p];
+                int64_t bad_row = -7;
+                const int64_t got = kq_quantize(KQ_TYPE_Q8_0, fmt, h, 4, n, NULL, dst, size, &bad_row);
+                CHECK(got == KQ_ERR_NONFINITE && bad_row == 2, "%s %s: 0x%04x at column %lld -> %lld (row %lld)",
+                      isa_name(isa), fname, (unsigned)*cell, (long long)at[k], (long long)got, (long long)bad_row);
+                *cell = keep;
+            }
+        }
+        free(dst);
+    }
+    printf("  f16/bf16 input (%s) vs f32: %s\n", isa_name(isa), g_failures ? "see failures" : "identical");
+    free(h);
+    free(x);
+}
+
 int main(int argc, char **argv) {
     const int rounds = argc > 1 ? atoi(argv[1]) : 40;
     const int isas[3] = {KQ_ISA_SCALAR, KQ_ISA_AVX2, KQ_ISA_NEON};
@@ -268,6 +334,7 @@ int main(int argc, char **argv) {
             test_simd_matches_scalar(isa, rounds);
         }
         test_bad_input(isa);
+        test_half_input(isa);
     }
     if (!simd) printf("note: no SIMD ISA available; only the scalar path and bad input were tested\n");
     printf("%d checks, %d failures\n", g_checks, g_failures);
