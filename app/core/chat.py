@@ -54,7 +54,7 @@ class ChatSettings:
     max_tokens: int = 1024
     context_length: int = DEFAULT_CONTEXT
     threads: int = 0  # 0: the number of physical cores
-    gpu_layers: int = 0  # -1: as many as fit ("auto")
+    gpu_layers: int = 0  # -1: "auto", as many as fit in free VRAM (gpu_layers_that_fit); 999: all
     kv_cache_type: str = "f16"
     template_override: str = ""  # a key of app.core.templates.TEMPLATES, or "" for the GGUF's own
 
@@ -215,6 +215,26 @@ def estimate_memory(facts: ModelFacts, settings: ChatSettings, available_bytes: 
     return MemoryEstimate(facts.size_bytes, kv, overhead, available_bytes)
 
 
+def gpu_layers_that_fit(facts: ModelFacts, settings: ChatSettings, vram_free_bytes: Optional[int]) -> int:
+    """What "auto" GPU layers means: as many repeating layers as fit in 90% of free VRAM.
+
+    Each layer costs its share of the weights plus its slice of the KV cache; a fixed reserve
+    covers llama.cpp's compute buffers on the device. No GPU (None) means 0 layers. When every
+    layer and the output fit, llama.cpp's -1 ("all") is returned.
+    """
+    if not vram_free_bytes or facts.block_count <= 0:
+        return 0
+    per_elem = _KV_BYTES_PER_ELEMENT.get(settings.kv_cache_type, 2.0)
+    weights_per_layer = facts.size_bytes / (facts.block_count + 1)  # the output layer counts as one more
+    kv_per_layer = settings.context_length * facts.kv_dims * per_elem
+    budget = 0.9 * vram_free_bytes - 256_000_000
+    if budget <= 0:
+        return 0
+    if budget >= (facts.block_count + 1) * weights_per_layer + facts.block_count * kv_per_layer:
+        return -1
+    return max(0, min(facts.block_count, int(budget // (weights_per_layer + kv_per_layer))))
+
+
 # -- replies ----------------------------------------------------------------------------------
 @dataclass
 class ReplyStats:
@@ -294,6 +314,15 @@ class ChatEngine:
         return self._llm
 
     # -- loading ----------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_gpu_layers(facts: ModelFacts, settings: ChatSettings) -> int:
+        """A manual count goes to llama.cpp as is; "auto" (-1) becomes the count that fits."""
+        if settings.gpu_layers != -1:
+            return settings.gpu_layers
+        from app.core.hardware import llama_backend
+
+        return gpu_layers_that_fit(facts, settings, llama_backend().vram_free_bytes)
+
     def load(self, path: str | Path, settings: ChatSettings, report: Optional[ProgressCallback] = None,
              cancel: Optional[CancelToken] = None) -> ModelFacts:
         """Load `path` with `settings` (unloading any previous model). Raises ChatError."""
@@ -314,7 +343,7 @@ class ChatEngine:
             n_ctx=settings.context_length,
             n_threads=settings.resolved_threads(),
             n_threads_batch=settings.resolved_threads(),
-            n_gpu_layers=settings.gpu_layers,
+            n_gpu_layers=self._resolve_gpu_layers(facts, settings),
             verbose=False,
         )
         if settings.kv_cache_type != "f16":

@@ -108,8 +108,9 @@ class ChatSettingsPanel(QFrame):
         self.context_length = _spin(256, 131072)
         self.context_length.setSingleStep(256)
         self.threads = _spin(0, 256, "auto")
-        self.gpu_layers = _spin(-1, 999, "all")
-        self.gpu_layers.setToolTip("How many layers run on the GPU; 'all' offloads every layer")
+        self.gpu_layers = _spin(-1, 999, "auto")
+        self.gpu_layers.setToolTip("How many layers run on the GPU: 'auto' offloads as many as fit in free "
+                                   "GPU memory; a number larger than the model's layers offloads all of them")
         self.kv_cache = QComboBox()
         for t in KV_CACHE_TYPES:
             self.kv_cache.addItem(t, t)

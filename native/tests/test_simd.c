@@ -276,6 +276,7 @@ static void test_half_input(int isa) {
     const int64_t n = 1024, nrows = 128;
     uint16_t *h = (uint16_t *)malloc((size_t)(n * nrows) * sizeof(uint16_t));
     float *x = (float *)malloc((size_t)(n * nrows) * sizeof(float));
+    const int before = g_failures;
     for (int fmt = KQ_SRC_F16; fmt <= KQ_SRC_BF16; fmt++) {
         const int bf16 = fmt == KQ_SRC_BF16;
         const char *fname = bf16 ? "bf16" : "f16";
@@ -313,7 +314,7 @@ static void test_half_input(int isa) {
         }
         free(dst);
     }
-    printf("  f16/bf16 input (%s) vs f32: %s\n", isa_name(isa), g_failures ? "see failures" : "identical");
+    printf("  f16/bf16 input (%s) vs f32: %s\n", isa_name(isa), g_failures == before ? "identical" : "DIFFERENT");
     free(h);
     free(x);
 }

@@ -136,3 +136,17 @@ def test_template_override_is_used_and_can_be_undone(engine):
         engine.set_template("")
     assert engine.llm.chat_handler is None
     assert engine.generate(QUESTION, settings).text == own
+
+
+def test_auto_gpu_layers_fill_free_vram_and_no_gpu_means_none(starter_model) -> None:
+    from app.core.chat import ChatSettings, gpu_layers_that_fit, read_facts
+
+    facts = read_facts(starter_model)
+    settings = ChatSettings(context_length=2048, gpu_layers=-1)
+    assert gpu_layers_that_fit(facts, settings, None) == 0  # CPU-only build: nothing to offload to
+    assert gpu_layers_that_fit(facts, settings, 100_000_000) == 0  # less than the reserve
+    assert gpu_layers_that_fit(facts, settings, 80_000_000_000) == -1  # everything fits: "all"
+    some = gpu_layers_that_fit(facts, settings, 300_000_000)
+    assert 0 < some < facts.block_count
+    # A bigger KV cache for the same card leaves room for fewer layers.
+    assert gpu_layers_that_fit(facts, ChatSettings(context_length=8192), 300_000_000) <= some

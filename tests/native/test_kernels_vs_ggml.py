@@ -88,6 +88,47 @@ def test_half_precision_inputs_match_float32_path(qtype, isa):
                           ggml_quantize(as_f32, qtype, qw))
 
 
+def _every_finite_half(fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every finite float16 (or bfloat16) bit pattern, as 64 rows of 1024 in a shuffled order
+    (non-finite patterns become zero), with the same values as float32."""
+    bits = np.arange(65536, dtype=np.uint32)
+    expo = 0x7C00 if fmt == "f16" else 0x7F80
+    bits[(bits & expo) == expo] = 0
+    bits = np.random.default_rng(11).permutation(bits).astype(np.uint16).reshape(64, 1024)
+    if fmt == "f16":
+        return bits.view(np.float16), bits.view(np.float16).astype(np.float32)
+    return bits, (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["f16", "bf16"])
+def test_every_half_precision_value_gives_the_float32_bytes(fmt, isa):
+    """The row loaders (F16C / NEON / bit shift) convert exactly: every finite 16-bit value,
+    subnormals and the format's limits included, quantizes to the bytes of the same float32."""
+    half, as_f32 = _every_finite_half(fmt)
+    src_dtype = "bf16" if fmt == "bf16" else None
+    with np.errstate(all="ignore"):
+        for qtype in TYPE_NAMES:
+            ours = kquant.quantize(half, qtype, src_dtype=src_dtype, threads=1)
+            ref = kquant.quantize(as_f32, qtype, threads=1)
+            assert np.array_equal(ours, ref), f"{qtype} [{isa}] {fmt}: {first_diff(ours, ref, kquant.row_size(qtype, 1024))}"
+
+
+@pytest.mark.parametrize("fmt", ["f16", "bf16"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nonfinite_half_precision_value_names_its_row(fmt, threads, isa):
+    """Inf, -Inf and NaN (quiet and signalling) anywhere in a half-precision row: the error names
+    that row, on every ISA (the check is fused into each ISA's conversion loop)."""
+    poison = [0x7C00, 0xFC00, 0x7E00, 0x7C01] if fmt == "f16" else [0x7F80, 0xFF80, 0x7FC0, 0x7F81]
+    src_dtype = "bf16" if fmt == "bf16" else None
+    half, _ = _every_finite_half(fmt)
+    for value in poison:
+        for row, col in [(0, 0), (5, 7), (17, 8), (40, 31), (63, 1023)]:
+            x = half.copy()
+            x.view(np.uint16)[row, col] = value
+            with pytest.raises(ValueError, match=rf"row {row} holds NaN or Inf"):
+                kquant.quantize(x, "Q8_0", src_dtype=src_dtype, threads=threads)
+
+
 @pytest.mark.parametrize("qtype", ["Q4_K", "Q8_0", "IQ4_XS"])
 def test_threads_do_not_change_the_bytes(qtype):
     rng = np.random.default_rng(4)
