@@ -231,20 +231,30 @@ def test_a_killed_run_leaves_nothing(f16_model: Path, tmp_path: Path) -> None:
 
 
 def test_cancel_token_from_another_thread(f16_small: Path, tmp_path: Path) -> None:
-    """The UI cancels from its own thread while the job runs in a worker."""
+    """The UI cancels from its own thread while the job runs in a worker.
+
+    The job pauses in its first progress report until the other thread has cancelled, so the
+    test does not depend on how fast the kernels are (a fixed sleep did, and they got faster).
+    """
     cancel = CancelToken()
     errors: list[BaseException] = []
+    started, cancelled = threading.Event(), threading.Event()
+
+    def report(_p: object) -> None:
+        started.set()
+        cancelled.wait(5)
 
     def work() -> None:
         try:
-            quantize_file(QuantizeRequest(f16_small, tmp_path / "q.gguf", "IQ4_XS", threads=1), cancel=cancel)
+            quantize_file(QuantizeRequest(f16_small, tmp_path / "q.gguf", "IQ4_XS", threads=1), report, cancel)
         except BaseException as e:  # noqa: BLE001 - collected for the assertion
             errors.append(e)
 
     t = threading.Thread(target=work)
     t.start()
-    time.sleep(0.3)
+    assert started.wait(10)
     cancel.cancel()
+    cancelled.set()
     t.join(5)
     assert not t.is_alive()
     assert errors and isinstance(errors[0], Cancelled)
