@@ -185,34 +185,56 @@ def default_settings(facts: ModelFacts) -> ChatSettings:
 # -- memory -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class MemoryEstimate:
+    """Where a loaded model will live: the part on the GPU (offloaded layers) and the rest in RAM."""
+
     weights_bytes: int
     kv_cache_bytes: int
     overhead_bytes: int
-    available_bytes: int
+    available_bytes: int  # free RAM
+    gpu_bytes: int = 0  # weights + KV cache of the offloaded layers
+    vram_free_bytes: Optional[int] = None  # None: no GPU offload in this llama.cpp build
 
     @property
     def total_bytes(self) -> int:
         return self.weights_bytes + self.kv_cache_bytes + self.overhead_bytes
 
     @property
+    def ram_bytes(self) -> int:
+        return self.total_bytes - self.gpu_bytes
+
+    @property
     def verdict(self) -> str:
         """'fits', 'tight' (under free memory but little to spare) or "won't fit"."""
-        if self.total_bytes <= 0.8 * self.available_bytes:
+        if self.gpu_bytes and (self.vram_free_bytes is None or self.gpu_bytes > 0.95 * self.vram_free_bytes):
+            return "won't fit"
+        if self.ram_bytes <= 0.8 * self.available_bytes:
             return "fits"
-        if self.total_bytes <= self.available_bytes:
+        if self.ram_bytes <= self.available_bytes:
             return "tight"
         return "won't fit"
 
 
-def estimate_memory(facts: ModelFacts, settings: ChatSettings, available_bytes: Optional[int] = None) -> MemoryEstimate:
-    """Weights (the file, memory-mapped) + KV cache for the context and cache type + work buffers."""
+def estimate_memory(facts: ModelFacts, settings: ChatSettings, available_bytes: Optional[int] = None,
+                    vram_free_bytes: Optional[int] = None) -> MemoryEstimate:
+    """Weights (the file, memory-mapped) + KV cache for the context and cache type + work buffers,
+    split between VRAM (the layers the GPU-layers setting offloads) and RAM (the rest)."""
     per_elem = _KV_BYTES_PER_ELEMENT.get(settings.kv_cache_type, 2.0)
     kv = int(facts.block_count * settings.context_length * facts.kv_dims * per_elem)
     # llama.cpp's compute buffers grow with the batch and the context; 5% + 64 MB is a fair bound.
     overhead = int(0.05 * facts.size_bytes) + 64_000_000
     if available_bytes is None:
         available_bytes = int(psutil.virtual_memory().available)
-    return MemoryEstimate(facts.size_bytes, kv, overhead, available_bytes)
+    gpu = 0
+    if vram_free_bytes and facts.block_count > 0:
+        layers = settings.gpu_layers
+        if layers == -1:
+            layers = gpu_layers_that_fit(facts, settings, vram_free_bytes)
+        if layers == -1 or layers > facts.block_count:  # all layers and the output
+            gpu = facts.size_bytes + kv
+        elif layers > 0:
+            per_layer = facts.size_bytes / (facts.block_count + 1) + kv / facts.block_count
+            gpu = int(layers * per_layer)
+    return MemoryEstimate(facts.size_bytes, kv, overhead, available_bytes, gpu, vram_free_bytes)
 
 
 def gpu_layers_that_fit(facts: ModelFacts, settings: ChatSettings, vram_free_bytes: Optional[int]) -> int:

@@ -210,7 +210,7 @@ class ChatSettingsPanel(QFrame):
     def _update_memory(self) -> None:
         if self._facts is None:
             return
-        est = estimate_memory(self._facts, self.settings())
+        est = self._estimate()
         c = theme.colors()
         tone = {"fits": c["ok"], "tight": c["warning"]}.get(est.verdict, c["error"])
         self.memory.setText(
@@ -218,9 +218,17 @@ class ChatSettingsPanel(QFrame):
             f' — needs about {human_bytes(est.total_bytes)} '
             f'<span style="color:{c["muted"]}">(weights {human_bytes(est.weights_bytes)}, '
             f'KV cache {human_bytes(est.kv_cache_bytes)}, buffers {human_bytes(est.overhead_bytes)}) '
-            f'of {human_bytes(est.available_bytes)} free</span>')
+            f'of {human_bytes(est.available_bytes)} free'
+            + (f'; {human_bytes(est.gpu_bytes)} on the GPU of {human_bytes(est.vram_free_bytes or 0)} free'
+               if est.gpu_bytes else '')
+            + '</span>')
+
+    def _estimate(self):  # -> MemoryEstimate
+        from app.core.hardware import llama_backend  # cached after the first call
+
+        return estimate_memory(self._facts, self.settings(), vram_free_bytes=llama_backend().vram_free_bytes)
 
     def memory_verdict(self) -> str:
         if self._facts is None:
             return "fits"
-        return estimate_memory(self._facts, self.settings()).verdict
+        return self._estimate().verdict

@@ -150,3 +150,20 @@ def test_auto_gpu_layers_fill_free_vram_and_no_gpu_means_none(starter_model) -> 
     assert 0 < some < facts.block_count
     # A bigger KV cache for the same card leaves room for fewer layers.
     assert gpu_layers_that_fit(facts, ChatSettings(context_length=8192), 300_000_000) <= some
+
+
+def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
+    from app.core.chat import ChatSettings, estimate_memory, read_facts
+
+    facts = read_facts(starter_model)
+    cpu = estimate_memory(facts, ChatSettings(gpu_layers=10), available_bytes=16 * 10**9)
+    assert cpu.gpu_bytes == 0 and cpu.ram_bytes == cpu.total_bytes  # no GPU backend: all in RAM
+    half = estimate_memory(facts, ChatSettings(gpu_layers=15), available_bytes=16 * 10**9,
+                           vram_free_bytes=8 * 10**9)
+    full = estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9,
+                           vram_free_bytes=8 * 10**9)
+    assert 0 < half.gpu_bytes < full.gpu_bytes and full.ram_bytes == full.overhead_bytes
+    assert half.verdict == "fits"
+    # More offloaded than the card holds: refused, whatever the RAM.
+    assert estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9,
+                           vram_free_bytes=10**6).verdict == "won't fit"
