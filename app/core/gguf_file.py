@@ -1,8 +1,10 @@
 """Reading GGUF files we did not write, safely, on top of the `gguf` package.
 
-gguf's reader trusts the file; these functions check what it cannot (size, magic, version,
-tensor data inside the file, known types, unique names) and turn every failure into a
+gguf's reader trusts the file; app.core.gguf_index checks what it cannot (size, magic, version,
+tensor data inside the file, known types, unique names) and turns every failure into a
 GGUFError whose message names the problem in one line, so the CLI and the UI can show it as is.
+This module adds the summary `quantdesk info` and the Library show, and gguf's reader for the
+few callers that need tensor data through it.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import gguf
-import numpy as np
 
 from app.core.gguf_index import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, read_index
 
@@ -21,54 +22,21 @@ __all__ = ["GGUFError", "GGUF_MAGIC", "SUPPORTED_VERSIONS", "open_gguf", "read_i
 
 
 def open_gguf(path: str | Path) -> gguf.GGUFReader:
-    """Open and validate a GGUF file. Raises GGUFError naming the first problem found."""
+    """Open and validate a GGUF file for reading tensor data through gguf's reader.
+
+    The checks are the header index's (app.core.gguf_index.read_index): it is fast and gives
+    one-line messages, so a bad file never reaches GGUFReader, whose errors describe numpy
+    internals. Prefer read_index or read_info when the tensor data is not needed.
+    """
     path = Path(path)
+    read_index(path)
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise GGUFError(f"{path}: no such file") from None
-    except OSError as e:
-        raise GGUFError(f"{path}: cannot read ({e.strerror})") from None
-    if not path.is_file():
-        raise GGUFError(f"{path}: not a file")
-    with path.open("rb") as f:
-        head = f.read(24)
-    if len(head) < 4 or head[:4] != GGUF_MAGIC:
-        raise GGUFError(f"{path.name}: not a GGUF file (wrong magic bytes)")
-    if len(head) < 24:
-        raise GGUFError(f"{path.name}: truncated (file ends inside the header)")
-    version = struct.unpack("<I", head[4:8])[0]
-    if version not in SUPPORTED_VERSIONS:
-        raise GGUFError(f"{path.name}: unsupported GGUF version {version} (supported: 2 and 3)")
-    try:
-        reader = gguf.GGUFReader(path, "r")
-    except (IndexError, ValueError, OverflowError, MemoryError, struct.error, KeyError, TypeError) as e:
-        # The reader's own messages describe numpy internals; the user needs to know the file is bad.
+        return gguf.GGUFReader(path, "r")
+    except (IndexError, ValueError, OverflowError, MemoryError, struct.error, KeyError, TypeError):
         raise GGUFError(
             f"{path.name}: corrupt or truncated (the metadata or tensor table is malformed, "
             f"or the file ends before the data it describes)"
         ) from None
-    _check_tensors(path.name, reader, size)
-    return reader
-
-
-def _check_tensors(name: str, reader: gguf.GGUFReader, size: int) -> None:
-    seen: set[str] = set()
-    for t in reader.tensors:
-        if t.name in seen:
-            raise GGUFError(f"{name}: duplicate tensor name {t.name!r}")
-        seen.add(t.name)
-        try:
-            qtype = gguf.GGMLQuantizationType(int(t.tensor_type))
-        except ValueError:
-            raise GGUFError(f"{name}: tensor {t.name!r} has unknown type {int(t.tensor_type)}") from None
-        block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-        n = int(np.prod([int(d) for d in t.shape], dtype=np.uint64))
-        if n % block:
-            raise GGUFError(f"{name}: tensor {t.name!r} has {n} elements, not a multiple of {block} for {qtype.name}")
-        end = int(t.data_offset) + n // block * type_size
-        if end > size:
-            raise GGUFError(f"{name}: tensor {t.name!r} data runs past the end of the file (truncated?)")
 
 
 def field_value(reader: gguf.GGUFReader, key: str, default: Any = None) -> Any:

@@ -6,6 +6,7 @@ a conversation or a half-done download to a bug in one button is worse than the 
 """
 from __future__ import annotations
 
+import gc
 import logging
 import logging.handlers
 import signal
@@ -118,6 +119,29 @@ def crash_reporter() -> Optional[_CrashReporter]:
     return _reporter
 
 
+def collect_garbage_on_the_gui_thread(app: QApplication) -> None:
+    """Python's cycle collector runs in whichever thread happens to allocate when a threshold is
+    crossed. When that is a worker thread and the garbage holds a Qt object (a closed page's widget
+    in a reference cycle), Qt deletes it off the GUI thread and the process crashes (seen in the
+    tests: a segfault inside a quantize-plan job). So automatic collection is switched off and the
+    GUI thread collects on a timer instead, with the same generation thresholds."""
+    if getattr(app, "_quantdesk_gc_timer", None) is not None:
+        return
+    gc.disable()
+
+    def collect() -> None:
+        counts, limits = gc.get_count(), gc.get_threshold()
+        if counts[0] > limits[0]:
+            generation = 2 if counts[2] > limits[2] else 1 if counts[1] > limits[1] else 0
+            gc.collect(generation)
+
+    timer = QTimer(app)
+    timer.setInterval(250)
+    timer.timeout.connect(collect)
+    timer.start()
+    app._quantdesk_gc_timer = timer  # type: ignore[attr-defined]
+
+
 def make_application(argv: Sequence[str]) -> QApplication:
     """The QApplication with name, look and safety net; reuses one that already exists."""
     setup_logging()
@@ -133,6 +157,7 @@ def make_application(argv: Sequence[str]) -> QApplication:
         app.styleHints().colorSchemeChanged.connect(lambda *_: theme.apply(app))
         app._quantdesk_scheme_hooked = True  # type: ignore[attr-defined]
     install_excepthooks()
+    collect_garbage_on_the_gui_thread(app)
     return app
 
 

@@ -13,18 +13,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import shiboken6
 from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import QBrush, QDesktopServices, QFont, QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFrame,
     QHBoxLayout,
-    QHeaderView,
     QLineEdit,
     QPushButton,
     QSplitter,
@@ -41,7 +38,7 @@ from app.core import downloads, hardware, hub
 from app.core.jobs import Job, Progress
 from app.core.units import human_bytes, human_duration, human_rate
 from app.ui import theme
-from app.ui.widgets import BasePage, EmptyState, ErrorBanner, label, primary_button
+from app.ui.widgets import BasePage, EmptyState, ErrorBanner, label, primary_button, setup_list_table, while_alive
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +54,6 @@ VERDICT_TONE = {"fits": "ok", "tight": "warning", "won't fit": "error"}
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
-def _while_alive(owner: QObject, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a slot for a job's signal so that a job ending after its page was closed (the window
-    went away first) is ignored instead of touching deleted widgets.
-    (Also in library_page.py; a candidate for app/ui/widgets.py.)"""
-    def call(*args: Any) -> None:
-        if shiboken6.isValid(owner):
-            fn(*args)
-    return call
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,10 +373,10 @@ class DownloadQueue(QObject):
         item.job = downloads.DownloadJob(item.spec, **self.job_options)
         item.handle = self.ctx.jobs.start(item.job)
         job = item.job
-        item.handle.progress.connect(_while_alive(self, lambda p: self._progress(item, p)))
-        item.handle.finished.connect(_while_alive(self, lambda _result: self._ended(item, "done")))
-        item.handle.failed.connect(_while_alive(self, lambda e, _tb: self._ended(item, "failed", e)))
-        item.handle.cancelled.connect(_while_alive(self, lambda: self._ended(item, "paused" if job.paused else "cancelled")))
+        item.handle.progress.connect(while_alive(self, lambda p: self._progress(item, p)))
+        item.handle.finished.connect(while_alive(self, lambda _result: self._ended(item, "done")))
+        item.handle.failed.connect(while_alive(self, lambda e, _tb: self._ended(item, "failed", e)))
+        item.handle.cancelled.connect(while_alive(self, lambda: self._ended(item, "paused" if job.paused else "cancelled")))
         self.model.refresh(item)
 
     def _progress(self, item: DownloadItem, p: Progress) -> None:
@@ -473,8 +462,8 @@ class TokenDialog(QDialog):
         self.save_button.setEnabled(False)
         self.message.setText("Checking the token with the Hub…")
         handle = self.ctx.jobs.start(Job("Checking the Hub token", lambda report, cancel: hub.save_token(token)))
-        handle.finished.connect(_while_alive(self, self._saved))
-        handle.failed.connect(_while_alive(self, lambda e, _tb: self._not_saved(e)))
+        handle.finished.connect(while_alive(self, self._saved))
+        handle.failed.connect(while_alive(self, lambda e, _tb: self._not_saved(e)))
 
     def _saved(self, user: str) -> None:
         self.save_button.setEnabled(True)
@@ -607,7 +596,7 @@ class DiscoverPage(BasePage):
         self.results_view = QTableView()
         self.results_view.setModel(self.results_model)
         self.results_view.setAccessibleName("Search results")
-        self._setup_table(self.results_view, stretch=0)
+        setup_list_table(self.results_view, stretch=0)
         self.results_view.clicked.connect(self._result_chosen)
         self.results_view.activated.connect(self._result_chosen)  # Enter on a row
         self.results_stack.addWidget(self.results_view)
@@ -690,7 +679,7 @@ class DiscoverPage(BasePage):
         self.files_view = QTableView()
         self.files_view.setModel(self.files_model)
         self.files_view.setAccessibleName("Files by quant level")
-        self._setup_table(self.files_view, stretch=0)
+        setup_list_table(self.files_view, stretch=0)
         self.files_view.selectionModel().currentRowChanged.connect(lambda *_: self._update_download_button())
         self.files_view.doubleClicked.connect(lambda *_: self.download_selected())
         fcol.addWidget(self.files_view, 1)
@@ -743,7 +732,7 @@ class DiscoverPage(BasePage):
         self.queue_view = QTableView()
         self.queue_view.setModel(self.queue.model)
         self.queue_view.setAccessibleName("Download queue")
-        self._setup_table(self.queue_view, stretch=0)
+        setup_list_table(self.queue_view, stretch=0)
         self.queue_view.setItemDelegateForColumn(1, ProgressDelegate(self.queue_view))
         self.queue_view.verticalHeader().setDefaultSectionSize(34)
         self.queue_view.setMaximumHeight(30 + 3 * 34)
@@ -752,22 +741,6 @@ class DiscoverPage(BasePage):
         col.addWidget(self.queue_view)
         self.queue_box = box
         return box
-
-    @staticmethod
-    def _setup_table(view: QTableView, stretch: int) -> None:
-        view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        view.verticalHeader().hide()
-        view.setShowGrid(False)
-        view.setWordWrap(False)
-        view.setAlternatingRowColors(False)
-        header = view.horizontalHeader()
-        header.setHighlightSections(False)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        view.verticalHeader().setDefaultSectionSize(30)
 
     # -- search ---------------------------------------------------------------------------
     def current_query(self) -> hub.SearchQuery:
@@ -804,8 +777,8 @@ class DiscoverPage(BasePage):
         self.results_status.setText("Searching the Hub…")
         self.more_button.setEnabled(False)
         handle = self.ctx.jobs.start(Job("Searching the Hub", lambda report, cancel: hub.search(query, page)))
-        handle.finished.connect(_while_alive(self, lambda result: self._search_done(gen, result, append)))
-        handle.failed.connect(_while_alive(self, lambda e, tb: self._search_failed(gen, e, tb)))
+        handle.finished.connect(while_alive(self, lambda result: self._search_done(gen, result, append)))
+        handle.failed.connect(while_alive(self, lambda e, tb: self._search_failed(gen, e, tb)))
 
     def _search_done(self, gen: int, result: hub.SearchPage, append: bool) -> None:
         if gen != self._search_generation:
@@ -845,8 +818,8 @@ class DiscoverPage(BasePage):
         self.model_stack.setCurrentIndex(0)
         self.stack.setCurrentWidget(self.model_page)
         handle = self.ctx.jobs.start(Job(f"Opening {repo_id}", lambda report, cancel: hub.load_repo_view(repo_id)))
-        handle.finished.connect(_while_alive(self, lambda view: self._repo_loaded(gen, view)))
-        handle.failed.connect(_while_alive(self, lambda e, tb: self._repo_failed(gen, e, tb)))
+        handle.finished.connect(while_alive(self, lambda view: self._repo_loaded(gen, view)))
+        handle.failed.connect(while_alive(self, lambda e, tb: self._repo_failed(gen, e, tb)))
 
     def _repo_failed(self, gen: int, e: BaseException, tb: str) -> None:
         if gen == self._open_generation:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-import shiboken6
 from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QMenu,
     QMessageBox,
     QPushButton,
@@ -37,21 +34,13 @@ from app.core.jobs import Job
 from app.core.library import LibraryEntry
 from app.core.units import human_bytes
 from app.ui import theme
-from app.ui.widgets import BasePage, EmptyState, ErrorBanner, label, primary_button
+from app.ui.widgets import BasePage, EmptyState, ErrorBanner, label, primary_button, setup_list_table, while_alive
 
 log = logging.getLogger(__name__)
 
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
-def _while_alive(owner: QObject, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a slot for a job's signal so that a job ending after its page was closed (the window
-    went away first) is ignored instead of touching deleted widgets.
-    (Also in discover_page.py; a candidate for app/ui/widgets.py.)"""
-    def call(*args: Any) -> None:
-        if shiboken6.isValid(owner):
-            fn(*args)
-    return call
 
 
 class LibraryModel(QAbstractTableModel):
@@ -151,18 +140,7 @@ class LibraryPage(BasePage):
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setAccessibleName("Models on this computer")
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(30)
-        self.table.setShowGrid(False)
-        self.table.setWordWrap(False)
-        header = self.table.horizontalHeader()
-        header.setHighlightSections(False)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        setup_list_table(self.table, stretch=0)
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._show_selected())
         self.table.doubleClicked.connect(lambda *_: self.chat_with_selected())
         split.addWidget(self.table)
@@ -218,8 +196,8 @@ class LibraryPage(BasePage):
         self._scan_generation += 1
         gen = self._scan_generation
         handle = self.ctx.jobs.start(Job("Looking for models", lambda report, cancel: library.list_models()))
-        handle.finished.connect(_while_alive(self, lambda entries: self._scanned(gen, entries)))
-        handle.failed.connect(_while_alive(self, lambda e, tb: self.error.show_error(f"Could not list the models: {e}",
+        handle.finished.connect(while_alive(self, lambda entries: self._scanned(gen, entries)))
+        handle.failed.connect(while_alive(self, lambda e, tb: self.error.show_error(f"Could not list the models: {e}",
                                                                                       tb)))
 
     def _scanned(self, gen: int, entries: list[LibraryEntry]) -> None:
@@ -290,8 +268,8 @@ class LibraryPage(BasePage):
             return
         self.facts_label.setText("Reading the file…")
         handle = self.ctx.jobs.start(Job(f"Reading {e.name}", lambda report, cancel: library.info(e)))
-        handle.finished.connect(_while_alive(self, lambda info: self._info_ready(gen, info)))
-        handle.failed.connect(_while_alive(self, lambda err, tb: self._info_failed(gen, err)))
+        handle.finished.connect(while_alive(self, lambda info: self._info_ready(gen, info)))
+        handle.failed.connect(while_alive(self, lambda err, tb: self._info_failed(gen, err)))
 
     def _info_ready(self, gen: int, info) -> None:
         if gen != self._info_generation:

@@ -24,13 +24,11 @@ from typing import Any, Optional
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush, QFont
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLineEdit,
     QPushButton,
     QSizePolicy,
@@ -58,7 +56,7 @@ from app.core.quantize import (
 from app.core.quant_plan import FILE_TYPES
 from app.core.units import human_bytes, human_duration
 from app.ui import theme
-from app.ui.widgets import BasePage, ErrorBanner, JobProgress, label, primary_button
+from app.ui.widgets import BasePage, ErrorBanner, JobProgress, label, primary_button, setup_list_table
 from app.ui.workers import JobHandle
 
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -225,18 +223,7 @@ class QuantizePage(BasePage):
         self.table = QTableView()
         self.table.setModel(self.levels)
         self.table.setAccessibleName("Quantization levels")
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(28)
-        self.table.setShowGrid(False)
-        self.table.setWordWrap(False)
-        header = self.table.horizontalHeader()
-        header.setHighlightSections(False)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        setup_list_table(self.table, stretch=3, row_height=28)
         self.table.selectionModel().currentRowChanged.connect(lambda *_: self._level_changed())
         self.body.addWidget(self.table, 1)
 

@@ -10,17 +10,21 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from PySide6.QtCore import Qt, Signal
+import shiboken6
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QFrame,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QSizePolicy,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -29,6 +33,34 @@ from app.cli.progress import format_progress
 from app.core import paths
 from app.core.jobs import Progress
 from app.ui.workers import JobHandle
+
+
+def while_alive(owner: QObject, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a slot for a job's signal so that a job ending after its page was closed (the window
+    went away first) is ignored instead of touching deleted widgets."""
+
+    def call(*args: Any) -> None:
+        if shiboken6.isValid(owner):
+            fn(*args)
+
+    return call
+
+
+def setup_list_table(view: QTableView, stretch: int, row_height: int = 30) -> None:
+    """The one look of the app's lists: whole-row single selection, no grid, read-only, the
+    `stretch` column taking the spare width."""
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    view.verticalHeader().hide()
+    view.verticalHeader().setDefaultSectionSize(row_height)
+    view.setShowGrid(False)
+    view.setWordWrap(False)
+    header = view.horizontalHeader()
+    header.setHighlightSections(False)
+    header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
 
 
 def primary_button(text: str, parent: Optional[QWidget] = None) -> QPushButton:

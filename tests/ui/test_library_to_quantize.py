@@ -112,13 +112,13 @@ def test_a_checkpoint_to_q8_0_shows_both_stages_and_cancel_leaves_nothing(qtbot,
     assert card["source"] == str(checkpoint)
     assert sorted(p.name for p in paths.models_dir().iterdir()) == [out.name, out.name + ".card.json"]
 
-    # Cancel at the first progress report: nothing is left, not even the F16 intermediate.
+    # Cancel straight after the start: nothing is left, not even the F16 intermediate. (Cancelling
+    # from a progress report raced with the tiny checkpoint's job finishing before it arrived.)
     page.select_level("F32")
     page.start()
     handle = page._handle
-    handle.progress.connect(lambda p: page.cancel())
     with qtbot.waitSignal(handle.cancelled, timeout=10_000):
-        pass
+        page.cancel()
     assert "Cancelled" in page.result_label.text()
     assert sorted(p.name for p in paths.models_dir().iterdir()) == [out.name, out.name + ".card.json"]
     assert page.start_button.isEnabled()

@@ -64,8 +64,9 @@ def test_cancel_stops_and_leaves_nothing(qtbot, f16_source: Path) -> None:
     page.start()
     handle = page._handle
     assert handle is not None
-    qtbot.waitUntil(lambda: "blk." in page.progress.text.text(), timeout=20000)
-    with qtbot.waitSignal(handle.cancelled, timeout=3000):
+    # Cancel at once: waiting for a later progress line raced with the (fast) kernels finishing
+    # the whole job first. IQ4_NL, the slowest level, keeps the run going far longer than a click.
+    with qtbot.waitSignal(handle.cancelled, timeout=10000):
         page.progress.cancel_button.click()
     assert "Cancelled" in page.result_label.text()
     assert sorted(p.name for p in paths.models_dir().iterdir()) == [f16_source.name]
