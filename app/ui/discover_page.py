@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, QRectF, Qt, QUrl, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import QBrush, QDesktopServices, QFont, QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -521,7 +521,6 @@ class DiscoverPage(BasePage):
         self.queue.failed.connect(self._download_failed)
         self._queue_changed()
 
-        self._apply_table_style()
         find = QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self)
         find.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         find.activated.connect(lambda: (self.search_edit.setFocus(), self.search_edit.selectAll()))
@@ -966,15 +965,3 @@ class DiscoverPage(BasePage):
         """Called by the main window before it closes: keep downloads resumable."""
         self.queue.shutdown()
 
-    def _apply_table_style(self) -> None:
-        """Selected rows in the soft 'selected' tone (the accent is for buttons), cells padded."""
-        c = theme.colors()
-        sheet = (f"QTableView::item {{ padding: 0px 8px; }} "
-                 f"QTableView::item:selected {{ background: {c['selected']}; color: {c['text']}; }}")
-        if self.styleSheet() != sheet:
-            self.setStyleSheet(sheet)
-
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt naming)
-        if event.type() == QEvent.Type.PaletteChange:  # light <-> dark
-            self._apply_table_style()
-        super().changeEvent(event)

@@ -11,7 +11,7 @@ import html
 import logging
 from typing import Any, Optional
 
-from PySide6.QtCore import QAbstractTableModel, QEvent, QModelIndex, QObject, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -152,7 +152,6 @@ class LibraryPage(BasePage):
         self.locations = label("", "Small", wrap=True)
         self.body.addWidget(self.locations)
 
-        self._apply_table_style()
         ctx.library_changed.connect(self.refresh)
         self.refresh()
 
@@ -374,15 +373,3 @@ class LibraryPage(BasePage):
         library.remove_folder(folder)
         self.ctx.library_changed.emit()
 
-    def _apply_table_style(self) -> None:
-        """Selected rows in the soft 'selected' tone (the accent is for buttons), cells padded."""
-        c = theme.colors()
-        sheet = (f"QTableView::item {{ padding: 0px 8px; }} "
-                 f"QTableView::item:selected {{ background: {c['selected']}; color: {c['text']}; }}")
-        if self.styleSheet() != sheet:
-            self.setStyleSheet(sheet)
-
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 (Qt naming)
-        if event.type() == QEvent.Type.PaletteChange:  # light <-> dark
-            self._apply_table_style()
-        super().changeEvent(event)
