@@ -38,7 +38,17 @@ from app.core import downloads, hardware, hub
 from app.core.jobs import Job, Progress
 from app.core.units import human_bytes, human_duration, human_rate
 from app.ui import theme
-from app.ui.widgets import BasePage, EmptyState, ErrorBanner, label, primary_button, setup_list_table, while_alive
+from app.ui.widgets import (
+    BasePage,
+    EmptyState,
+    ErrorBanner,
+    RIGHT,
+    RowTableModel,
+    label,
+    primary_button,
+    setup_list_table,
+    while_alive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +61,15 @@ CONTEXTS = [2048, 4096, 8192, 16384, 32768, 131072]
 VERDICT_TONE = {"fits": "ok", "tight": "warning", "won't fit": "error"}
 
 
-RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-
-
-
 # --------------------------------------------------------------------------------------------
 # Item models
 
 
-class ResultsModel(QAbstractTableModel):
+class ResultsModel(RowTableModel):
     """Search results, one row per repo; pages are appended as the user asks for more."""
 
     COLUMNS = ("Model", "Author", "Downloads", "Likes", "Updated", "License", "Access")
+    RIGHT_ALIGNED = frozenset({2, 3})
 
     def __init__(self, parent: Optional[QObject] = None):
         super().__init__(parent)
@@ -85,19 +91,6 @@ class ResultsModel(QAbstractTableModel):
 
     def summary(self, row: int) -> hub.ModelSummary:
         return self._rows[row]
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.TextAlignmentRole and section in (2, 3):
-            return RIGHT
-        return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -126,10 +119,11 @@ class ResultsModel(QAbstractTableModel):
         return None
 
 
-class FilesModel(QAbstractTableModel):
+class FilesModel(RowTableModel):
     """A repo's files grouped the way people pick them, each with its fit verdict."""
 
     COLUMNS = ("Level", "Size", "This machine", "Memory needed")
+    RIGHT_ALIGNED = frozenset({1, 3})
 
     def __init__(self, parent: Optional[QObject] = None):
         super().__init__(parent)
@@ -145,19 +139,6 @@ class FilesModel(QAbstractTableModel):
 
     def recommended_row(self) -> int:
         return next((i for i, r in enumerate(self._rows) if r.recommended), -1)
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.TextAlignmentRole and section in (1, 3):
-            return RIGHT
-        return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

@@ -11,7 +11,7 @@ import html
 import logging
 from typing import Any, Optional
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt
+from PySide6.QtCore import QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -34,17 +34,24 @@ from app.core.jobs import Job
 from app.core.library import LibraryEntry
 from app.core.units import human_bytes
 from app.ui import theme
-from app.ui.widgets import BasePage, EmptyState, ErrorBanner, label, primary_button, setup_list_table, while_alive
+from app.ui.widgets import (
+    BasePage,
+    EmptyState,
+    ErrorBanner,
+    RIGHT,
+    RowTableModel,
+    label,
+    primary_button,
+    setup_list_table,
+    while_alive,
+)
 
 log = logging.getLogger(__name__)
 
-RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
-
-
-
-class LibraryModel(QAbstractTableModel):
+class LibraryModel(RowTableModel):
     COLUMNS = ("Name", "Type", "Size", "From")  # the full path is in the details beside the list
+    RIGHT_ALIGNED = frozenset({2})
 
     def __init__(self, parent: Optional[QObject] = None):
         super().__init__(parent)
@@ -63,19 +70,6 @@ class LibraryModel(QAbstractTableModel):
 
     def row_of(self, path) -> int:
         return next((i for i, e in enumerate(self._rows) if e.path == path), -1)
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.TextAlignmentRole and section == 2:
-            return RIGHT
-        return None
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

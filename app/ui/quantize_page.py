@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt
+from PySide6.QtCore import QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -56,10 +56,18 @@ from app.core.quantize import (
 from app.core.quant_plan import FILE_TYPES
 from app.core.units import human_bytes, human_duration
 from app.ui import theme
-from app.ui.widgets import BasePage, ErrorBanner, JobProgress, label, primary_button, setup_list_table
+from app.ui.widgets import (
+    BasePage,
+    ErrorBanner,
+    JobProgress,
+    RIGHT,
+    RowTableModel,
+    label,
+    primary_button,
+    setup_list_table,
+)
 from app.ui.workers import JobHandle
 
-RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 DEFAULT_LEVEL = "Q4_K_M"
 CHECKPOINT_FLOATS = ("F16", "BF16", "F32")  # written straight from a checkpoint, no quantization
 
@@ -79,10 +87,11 @@ def checkpoint_levels(info: CheckpointInfo) -> list[LevelEstimate]:
     return levels
 
 
-class LevelModel(QAbstractTableModel):
+class LevelModel(RowTableModel):
     """The levels for one source: size from its plan, bits per weight, trade-off."""
 
     COLUMNS = ("Level", "Output size", "Bits/weight", "Trade-off")
+    RIGHT_ALIGNED = frozenset({1, 2})
 
     def __init__(self, parent: Optional[QObject] = None):
         super().__init__(parent)
@@ -100,20 +109,6 @@ class LevelModel(QAbstractTableModel):
 
     def row_of(self, level: str) -> int:
         return next((i for i, r in enumerate(self._rows) if r.level == level), -1)
-
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal:
-            if role == Qt.ItemDataRole.DisplayRole:
-                return self.COLUMNS[section]
-            if role == Qt.ItemDataRole.TextAlignmentRole and section in (1, 2):
-                return RIGHT
-        return None
 
     def flags(self, index: QModelIndex) -> Qt.ItemFlag:
         flags = super().flags(index)
