@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -132,6 +131,19 @@ def _to_f32(x: np.ndarray, src: str) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process: ru_maxrss is KiB on Linux and bytes on macOS; Windows
+    has no `resource` module, psutil gives the peak working set there."""
+    try:
+        import resource
+    except ImportError:
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.kernels", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="rows of 4096 only, one repeat, short runs")
@@ -210,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         kq.set_isa(original_isa)
 
-    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    if sys.platform == "darwin":
-        peak_rss_mib /= 1024  # bytes on macOS
+    peak_rss_mib = _peak_rss_mib()
     print(f"peak RSS: {peak_rss_mib:.0f} MiB")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     report = {

@@ -141,9 +141,14 @@ def _peak_rss_kb() -> float:
                 return float(line.split()[1])
     except OSError:
         pass
-    import resource
+    try:
+        import resource
+    except ImportError:  # Windows: psutil's peak working set
+        import psutil
 
-    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        return psutil.Process().memory_info().peak_wset / 1024
+    rss = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return rss / 1024 if sys.platform == "darwin" else rss  # bytes on macOS, KiB elsewhere
 
 
 def _run_child(which: str, src: Path, out: Path, level: str, threads: int) -> dict[str, float]:

@@ -3,15 +3,14 @@
 Used by setup.py (cffi_modules) during `pip install`, and runnable directly
 (`python native/build_kquant.py`, i.e. `make native`) to rebuild the extension in place.
 
-Sources: the scalar reference kernels and the dispatcher always; avx2.c on x86-64 and neon.c
-on arm64 when those files exist. ISA flags live inside those files (`#pragma GCC target` /
-target attributes), so the common flags below stay baseline and every file is built with
--ffp-contract=off: fused multiply-adds would change the bytes.
+Sources: the scalar reference kernels, the dispatcher, and the SIMD files avx2.c and neon.c
+(each empty except on its own architecture). ISA flags live inside those files (`#pragma GCC
+target` / target attributes), so the common flags below stay baseline and every file is built
+with -ffp-contract=off: fused multiply-adds would change the bytes.
 """
 from __future__ import annotations
 
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -22,15 +21,14 @@ HERE = Path(__file__).resolve().parent
 SOURCES = ["scalar_search.c", "scalar_legacy.c", "scalar_k.c", "scalar_iq4.c", "dispatch.c"]
 DEFINES: list[tuple[str, str | None]] = []
 
-_machine = platform.machine().lower()
 # QUANTDESK_SCALAR_ONLY=1 builds without the SIMD files (e.g. while one is being written).
-_simd = os.environ.get("QUANTDESK_SCALAR_ONLY", "") in ("", "0")
-if _simd and _machine in ("x86_64", "amd64") and (HERE / "avx2.c").exists():
-    SOURCES.append("avx2.c")
-    DEFINES.append(("KQ_HAVE_AVX2", "1"))
-if _simd and _machine in ("aarch64", "arm64") and (HERE / "neon.c").exists():
-    SOURCES.append("neon.c")
-    DEFINES.append(("KQ_HAVE_NEON", "1"))
+# Otherwise both SIMD files are always compiled: each holds code only for its own architecture
+# (#if around the whole file) and dispatch.c uses a file only where its architecture matches,
+# so a macOS universal2 build (every file compiled for arm64 AND x86-64) gets NEON in one slice
+# and AVX2 in the other, and no build has to guess the target from the build machine.
+if os.environ.get("QUANTDESK_SCALAR_ONLY", "") in ("", "0"):
+    SOURCES += ["avx2.c", "neon.c"]
+    DEFINES += [("KQ_HAVE_AVX2", "1"), ("KQ_HAVE_NEON", "1")]
 
 # The public API (native/include/kquant.h) as cffi sees it.
 CDEF = """
@@ -46,7 +44,10 @@ int64_t kq_dequantize(int type, const void *src, int64_t src_size, float *dst, i
 """
 
 if sys.platform == "win32":
-    _cflags = ["/fp:precise", "/O2"]
+    # MSVC: C11 (designated initializers, mixed declarations), no fast-math. MSVC compiles the
+    # AVX2 intrinsics without /arch:AVX2, which also means it can never fuse a multiply-add in
+    # its own code; the compiler-specific bits are in native/kq_compiler.h.
+    _cflags = ["/std:c11", "/fp:precise", "/O2"]
 else:
     _cflags = ["-std=gnu11", "-O3", "-ffp-contract=off", "-fno-fast-math"]
 

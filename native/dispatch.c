@@ -6,8 +6,18 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kq_compiler.h"
 #include "kquant.h"
 #include "kquant_internal.h"
+
+/* A SIMD file is in the build (KQ_HAVE_*, from build_kquant.py) AND this compilation targets its
+ * architecture: a macOS universal2 build compiles every file once for arm64 and once for x86-64. */
+#if defined(KQ_HAVE_AVX2) && defined(KQ_X86_64)
+#define KQ_USE_AVX2 1
+#endif
+#if defined(KQ_HAVE_NEON) && (defined(__aarch64__) || defined(_M_ARM64))
+#define KQ_USE_NEON 1
+#endif
 
 /* ---- type geometry ---- */
 
@@ -34,7 +44,7 @@ static const kq_row_fn SCALAR_ROWS[KQ_TYPE_SLOTS] = {KQ_FOR_EACH_TYPE(KQ_SCALAR_
 
 /* SIMD engineer: add your entries below as `[KQ_TYPE_Q4_K] = kq_quantize_row_q4_k_avx2,`.
  * build_kquant.py defines KQ_HAVE_AVX2 / KQ_HAVE_NEON when it compiles avx2.c / neon.c. */
-#if defined(KQ_HAVE_AVX2)
+#if defined(KQ_USE_AVX2)
 static const kq_row_fn AVX2_ROWS[KQ_TYPE_SLOTS] = {
     [KQ_TYPE_Q8_0] = kq_quantize_row_q8_0_avx2, [KQ_TYPE_Q4_0] = kq_quantize_row_q4_0_avx2,
     [KQ_TYPE_Q4_1] = kq_quantize_row_q4_1_avx2, [KQ_TYPE_Q5_0] = kq_quantize_row_q5_0_avx2,
@@ -45,7 +55,7 @@ static const kq_row_fn AVX2_ROWS[KQ_TYPE_SLOTS] = {
 };
 #endif
 
-#if defined(KQ_HAVE_NEON)
+#if defined(KQ_USE_NEON)
 static const kq_row_fn NEON_ROWS[KQ_TYPE_SLOTS] = {
     [KQ_TYPE_Q8_0] = kq_quantize_row_q8_0_neon, [KQ_TYPE_Q4_0] = kq_quantize_row_q4_0_neon,
     [KQ_TYPE_Q4_1] = kq_quantize_row_q4_1_neon, [KQ_TYPE_Q5_0] = kq_quantize_row_q5_0_neon,
@@ -58,21 +68,36 @@ static const kq_row_fn NEON_ROWS[KQ_TYPE_SLOTS] = {
 
 /* ---- ISA selection ---- */
 
-static int g_isa = -1; /* -1: not chosen yet */
+static kq_atomic_int g_isa = KQ_ATOMIC_INIT(-1); /* -1: not chosen yet */
+
+#if defined(KQ_USE_AVX2)
+/* Asked of the CPU itself rather than through a compiler's feature builtin: the same code for
+ * GCC, Clang and MSVC, and it also checks that the OS saves the 256-bit registers. */
+static int x86_has_avx2_f16c(void) {
+    uint32_t r[4];
+    kq_x86_cpuid(0, 0, r);
+    if (r[0] < 7) return 0;
+    kq_x86_cpuid(1, 0, r);
+    const uint32_t osxsave = 1u << 27, avx = 1u << 28, f16c = 1u << 29;
+    if ((r[2] & (osxsave | avx | f16c)) != (osxsave | avx | f16c)) return 0;
+    if ((kq_x86_xcr0() & 6) != 6) return 0; /* the OS saves the XMM and YMM state */
+    kq_x86_cpuid(7, 0, r);
+    return (r[1] >> 5) & 1; /* AVX2 */
+}
+#endif
 
 static int cpu_has(int isa) {
     switch (isa) {
     case KQ_ISA_SCALAR:
         return 1;
     case KQ_ISA_AVX2:
-#if defined(KQ_HAVE_AVX2) && (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#if defined(KQ_USE_AVX2)
+        return x86_has_avx2_f16c();
 #else
         return 0;
 #endif
     case KQ_ISA_NEON:
-#if defined(KQ_HAVE_NEON) && (defined(__aarch64__) || defined(_M_ARM64))
+#if defined(KQ_USE_NEON)
         return 1; /* Advanced SIMD is part of every AArch64 CPU */
 #else
         return 0;
@@ -91,7 +116,7 @@ static int best_isa(void) {
 }
 
 int kq_active_isa(void) {
-    int isa = __atomic_load_n(&g_isa, __ATOMIC_ACQUIRE);
+    int isa = kq_atomic_load(&g_isa);
     if (isa >= 0) return isa;
     isa = best_isa();
     const char *env = getenv("QUANTDESK_ISA");
@@ -102,23 +127,23 @@ int kq_active_isa(void) {
         else if (strcmp(env, "neon") == 0) wanted = KQ_ISA_NEON;
         if (wanted >= 0 && cpu_has(wanted)) isa = wanted;
     }
-    __atomic_store_n(&g_isa, isa, __ATOMIC_RELEASE);
+    kq_atomic_store(&g_isa, isa);
     return isa;
 }
 
 int kq_set_isa(int isa) {
     if (!cpu_has(isa)) return -1;
-    __atomic_store_n(&g_isa, isa, __ATOMIC_RELEASE);
+    kq_atomic_store(&g_isa, isa);
     return 0;
 }
 
 static kq_row_fn row_kernel(int isa, int type) {
     kq_row_fn fn = NULL;
     switch (isa) {
-#if defined(KQ_HAVE_AVX2)
+#if defined(KQ_USE_AVX2)
     case KQ_ISA_AVX2: fn = AVX2_ROWS[type]; break;
 #endif
-#if defined(KQ_HAVE_NEON)
+#if defined(KQ_USE_NEON)
     case KQ_ISA_NEON: fn = NEON_ROWS[type]; break;
 #endif
     default: break;
@@ -189,10 +214,10 @@ typedef struct {
 
 static row_loaders loaders_for(int isa) {
     switch (isa) {
-#if defined(KQ_HAVE_AVX2)
+#if defined(KQ_USE_AVX2)
     case KQ_ISA_AVX2: return (row_loaders){kq_check_f32_avx2, kq_load_f16_avx2, kq_load_bf16_avx2};
 #endif
-#if defined(KQ_HAVE_NEON)
+#if defined(KQ_USE_NEON)
     case KQ_ISA_NEON: return (row_loaders){kq_check_f32_neon, kq_load_f16_neon, kq_load_bf16_neon};
 #endif
     default: return (row_loaders){check_f32_scalar, load_f16_scalar, load_bf16_scalar};

@@ -17,6 +17,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "kq_compiler.h"
+
 #define KQ_CAT2(a, b) a##b
 #define KQ_CAT(a, b) KQ_CAT2(a, b)
 #define KQ_FN(type) KQ_CAT(KQ_CAT(kq_quantize_row_, type), KQ_CAT(_, KQ_ISA_SUFFIX))
@@ -141,7 +143,7 @@ static vf kl_make_qx(int n, int nmax, const vf *x, const vf *qw, vi *L) {
  * scale[s]. The two variants differ only in the flat-group test (max == min vs max <= min).
  * Each trial depends on the previous one (the accepted min moves the next trial), so one set is
  * a serial chain of dependent sums; a second set gives the CPU an independent chain to overlap. */
-static inline __attribute__((always_inline)) void kl_make_qkx_sets(
+KQ_ALWAYS_INLINE void kl_make_qkx_sets(
     const int S, int n, int nmax, vf x[][32], vf w[][32], vi L[][32], vf *the_min, vf *scale_out,
     float rmin, float rdelta, int nstep, int use_mad, int v3) {
     vf min[2], max[2], sum_w[2], sum_x[2], xlo[2], min0[2], scale[2], best[2], L_isc[2], L_min[2];
@@ -362,7 +364,7 @@ static inline float kl_signed_absmax32(const float *x, const vf *v) {
     const vf am = vf_set1(amax);
     const uint32_t bits = (uint32_t)vm_bits(vf_eq(a0, am)) | ((uint32_t)vm_bits(vf_eq(a1, am)) << 8) |
                           ((uint32_t)vm_bits(vf_eq(a2, am)) << 16) | ((uint32_t)vm_bits(vf_eq(a3, am)) << 24);
-    return x[__builtin_ctz(bits)];
+    return x[kq_ctz32(bits)];
 }
 
 static inline void kl_min_max32(const float *x, const vf *v, float *min_out, float *max_out) {
@@ -439,7 +441,7 @@ static inline float kl_first_absmax(const float *x, float amax) {
     const vf am = vf_set1(amax);
     uint32_t bits = 0;
     for (int k = 0; k < 4; k++) bits |= (uint32_t)vm_bits(vf_eq(vf_abs(vf_load(x + 8 * k)), am)) << (8 * k);
-    return x[__builtin_ctz(bits)];
+    return x[kq_ctz32(bits)];
 }
 
 /* Q4_0 / Q5_0 levels of one block: MIN(top, (int8_t)(x*id + bias)). */
@@ -1123,7 +1125,7 @@ static void kl_iq4_init(kl_iq4_tab *t) {
     t->last = vf_set1((float)kq_iq4nl_values[15]);
 }
 
-static inline __attribute__((always_inline)) vi kl_iq4_index(const kl_iq4_tab *t, vf x) {
+KQ_ALWAYS_INLINE vi kl_iq4_index(const kl_iq4_tab *t, vf x) {
     const vf x2 = vf_add(x, x);
     vi c[16];
     c[0] = vi_set1(0);
@@ -1140,7 +1142,7 @@ static inline __attribute__((always_inline)) vi kl_iq4_index(const kl_iq4_tab *t
     return vi_sel(vf_ne(x, x), vi_set1(15), c[0]);
 }
 /* values[index(x)] as a float, built from the same threshold tests (small integers: exact). */
-static inline __attribute__((always_inline)) vf kl_iq4_value(const kl_iq4_tab *t, vf x) {
+KQ_ALWAYS_INLINE vf kl_iq4_value(const kl_iq4_tab *t, vf x) {
     const vf x2 = vf_add(x, x);
     vf c[16];
     c[0] = t->first;

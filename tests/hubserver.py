@@ -472,6 +472,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(hf_home / "stored_tokens"))
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))  # no real LM Studio folder in the Library
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "user-home"))  # Path.home() on Windows
     try:
         yield hub
     finally:

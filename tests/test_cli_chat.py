@@ -10,8 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def quantdesk(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True, input=stdin,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # UTF-8 both ways: a reply may hold any character, and Windows would use cp1252 for the pipe
+    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, encoding="utf-8",
+                          input=stdin, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"})
 
 
 def test_prompt_prints_the_greedy_reply_alone(starter_model):
@@ -45,7 +47,7 @@ def test_interactive_session_keeps_history_until_reset(monkeypatch, capsys):
 
 def test_bad_model_is_one_line(tmp_path):
     bad = tmp_path / "x.gguf"
-    bad.write_text("hello")
+    bad.write_text("hello", encoding="utf-8")
     r = quantdesk("chat", str(bad), "--prompt", "hi")
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == ["quantdesk: x.gguf: not a GGUF file (wrong magic bytes)"]

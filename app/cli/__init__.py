@@ -31,8 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tolerant_output() -> None:
+    """Model names and chat replies hold any character; on a stream whose encoding cannot show
+    one (Windows writes cp1252 to a pipe or file) print an escape instead of crashing midway."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerant_output()
     if not argv:
         from app.ui.app import run_gui  # Qt is imported only when the window is wanted
 

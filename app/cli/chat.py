@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _interactive(engine: ChatEngine, settings: ChatSettings, path: Path) -> int:
-    print(f"Chatting with {path.stem}. Enter sends; Ctrl+C stops a reply; /reset starts over; Ctrl+D or /exit quits.",
+    eof = "Ctrl+Z then Enter" if sys.platform == "win32" else "Ctrl+D"  # end of input on that console
+    print(f"Chatting with {path.stem}. Enter sends; Ctrl+C stops a reply; /reset starts over; {eof} or /exit quits.",
           file=sys.stderr)
     history: list[dict[str, str]] = []
     while True:
@@ -119,7 +120,7 @@ def _interactive(engine: ChatEngine, settings: ChatSettings, path: Path) -> int:
         except KeyboardInterrupt:
             print(file=sys.stderr)
             return 0
-        if not line:  # Ctrl+D
+        if not line:  # end of input (Ctrl+D; Ctrl+Z Enter on Windows)
             print(file=sys.stderr)
             return 0
         text = line.strip()

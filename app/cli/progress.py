@@ -1,6 +1,7 @@
 """Running a job on a terminal: a one-line progress bar on stderr, Ctrl+C cancels cleanly."""
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TextIO, TypeVar
 
@@ -29,13 +30,17 @@ def run_job(job: Job[T], stream: TextIO | None = None) -> T:
     stream = stream or sys.stderr
     tty = stream.isatty()
     last = [""]
+    # One line, redrawn in place: cut to the terminal's width (a wrapped line cannot be redrawn)
+    # and padded with spaces to wipe the previous one. No ANSI codes: the classic Windows console
+    # prints them as text.
+    width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
 
     def draw(p: Progress) -> None:
         line = format_progress(p)
         if tty:
             frac = p.fraction or 0.0
             bar = "█" * int(frac * 24) + "░" * (24 - int(frac * 24))
-            stream.write(f"\r\x1b[2K{bar} {line}"[:200])
+            stream.write("\r" + f"{bar} {line}"[:width].ljust(width))
             stream.flush()
         elif p.message != last[0]:
             last[0] = p.message

@@ -26,6 +26,7 @@ import json
 import re
 import shutil
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,7 +36,7 @@ import httpx2
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import get_session, hf_raise_for_status
 
-from app.core import hub, paths, settings
+from app.core import hub, paths, renames, settings
 from app.core.hub import RemoteFile
 from app.core.jobs import Cancelled, CancelToken, Job, Progress, ProgressCallback
 from app.core.units import human_bytes
@@ -309,6 +310,14 @@ class DownloadJob(Job[list[Path]]):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            if sys.platform == "win32":
+                # Winsock's shutdown does not wake a read blocked in another thread; closing the
+                # socket does (the read fails, the job sees the cancel). On Linux and macOS the
+                # shutdown is enough, and closing under a reader is what must not be done there.
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
     # -- the whole job --------------------------------------------------------------------
     def _run(self, report: ProgressCallback, cancel: CancelToken) -> list[Path]:
@@ -328,7 +337,11 @@ class DownloadJob(Job[list[Path]]):
                 t.parent.mkdir(parents=True, exist_ok=True)
                 self._fetch(f, partial_path(t, f), progress, cancel)
             for f, t in todo:  # every file verified: now they join the Library, together
-                partial_path(t, f).replace(t)
+                try:
+                    renames.replace(partial_path(t, f), t)
+                except OSError as e:  # Windows: an older file of that name is open (e.g. loaded in Chat)
+                    raise DownloadError(f"{t.name}: cannot put the finished download in place "
+                                        f"({e.strerror or e}); close it where it is open and resume") from None
             report(Progress(spec.total_bytes, spec.total_bytes, "B", f"Downloaded {spec.title}", "Done"))
         except Cancelled:
             if not self.paused:

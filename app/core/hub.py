@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Optional
 
 import httpx2
@@ -454,7 +454,7 @@ def group_files(files: Iterable[RemoteFile]) -> list[FileGroup]:
             gguf_sets.setdefault(key, []).append(f)
     for key, members in gguf_sets.items():
         members.sort(key=lambda f: f.path)
-        name = Path(key).name
+        name = PurePosixPath(key).name  # Hub paths use '/' on every system
         shards = shard_info(members[0].path)
         n = shards[1] if shards else 1
         if "mmproj" in name.lower():
@@ -468,16 +468,16 @@ def group_files(files: Iterable[RemoteFile]) -> list[FileGroup]:
     for g in groups:
         counts[g.label] = counts.get(g.label, 0) + 1
     groups = [g if counts[g.label] == 1 else FileGroup(
-        label=Path(_SHARD_RE.sub("", g.files[0].path)).name, kind=g.kind, files=g.files, quant=g.quant,
+        label=PurePosixPath(_SHARD_RE.sub("", g.files[0].path)).name, kind=g.kind, files=g.files, quant=g.quant,
         shards=g.shards, complete=g.complete) for g in groups]
     groups.sort(key=lambda g: (g.kind != "gguf", _quant_rank(g.quant), g.label))
     # A checkpoint: the *.safetensors in one folder plus the small files that describe them.
     folders: dict[str, list[RemoteFile]] = {}
     for f in files:
         if f.path.endswith(".safetensors"):
-            folders.setdefault(str(Path(f.path).parent), []).append(f)
+            folders.setdefault(str(PurePosixPath(f.path).parent), []).append(f)  # 'a/b', also on Windows
     for folder, weights in sorted(folders.items()):
-        extras = [f for f in files if str(Path(f.path).parent) == folder and f.path.endswith(CHECKPOINT_EXTRAS)
+        extras = [f for f in files if str(PurePosixPath(f.path).parent) == folder and f.path.endswith(CHECKPOINT_EXTRAS)
                   and not f.path.endswith(".safetensors")]
         label = "safetensors checkpoint" if folder == "." else f"safetensors checkpoint ({folder})"
         groups.append(FileGroup(label=label, kind="checkpoint",

@@ -72,10 +72,25 @@ def load_imatrix(path: str | Path) -> Imatrix:
 
 
 def _load_gguf(path: Path) -> Imatrix:
+    """gguf's reader keeps the file memory-mapped for as long as any of its arrays lives, and on
+    Windows a mapped file cannot be replaced or deleted. The values are copies, so the mapping
+    ends when this returns; an error is raised only after the reading frame (which an exception's
+    traceback would keep alive, mapping and all) is gone, so a user can fix the file at once."""
     try:
         reader = open_gguf(path)
     except GGUFError as e:
         raise ImatrixError(str(e)) from None
+    problem = ""
+    try:
+        return _from_reader(path, reader)
+    except ImatrixError as e:
+        problem = str(e)
+    finally:
+        del reader
+    raise ImatrixError(problem)
+
+
+def _from_reader(path: Path, reader) -> Imatrix:  # noqa: ANN001 - gguf.GGUFReader
     tensors = {t.name: t for t in reader.tensors}
     im = Imatrix(path=path, format="gguf")
     for tname, t in tensors.items():

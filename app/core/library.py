@@ -277,6 +277,9 @@ def delete(entry: LibraryEntry) -> None:
                     blob.unlink(missing_ok=True)
             else:
                 f.unlink(missing_ok=True)
+        except PermissionError as e:  # on Windows also: the file is open (loaded in Chat, being quantized)
+            raise LibraryError(f"cannot delete {f}: {e.strerror or e}; if it is open in Chat or another "
+                               "program, close it there first") from None
         except OSError as e:
             raise LibraryError(f"cannot delete {f}: {e.strerror or e}") from None
     folder = entry.path if entry.kind == "checkpoint" else entry.path.parent
@@ -300,7 +303,7 @@ def reveal_command(path: Path) -> list[str]:
     if sys.platform == "darwin":
         return ["open", "-R", str(path)]
     if sys.platform.startswith("win"):
-        return ["explorer", f"/select,{path}"]
+        return ["explorer", "/select,", str(path)]
     return ["xdg-open", str(path if path.is_dir() else path.parent)]
 
 
@@ -308,4 +311,9 @@ def reveal(path: Path) -> None:
     cmd = reveal_command(path)
     if shutil.which(cmd[0]) is None:
         raise LibraryError(f"cannot open a file manager here ({cmd[0]} not found); the file is {path}")
+    if sys.platform.startswith("win"):
+        # Explorer splits its command line at commas, not spaces, so the path is always quoted
+        # (Windows paths cannot contain '"'); a list would leave a path with a comma unquoted.
+        subprocess.Popen(f'{cmd[0]} {cmd[1]}"{cmd[2]}"')
+        return
     subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from app import __version__
+from app.core import renames
 from app.core.paths import data_dir
 
 CARD_SUFFIX = ".card.json"
@@ -52,8 +53,12 @@ def write_card(card: ModelCard, output: str | Path) -> Path:
     """Write the card beside `output` atomically (temporary name, then rename)."""
     path = card_path(output)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(card.as_dict(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(card.as_dict(), indent=2) + "\n", encoding="utf-8")
+        renames.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -106,6 +111,9 @@ def file_sha256(path: str | Path, stop: Optional[threading.Event] = None) -> str
         cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}
         cache[key] = digest
         tmp = _cache_file().with_name(f".hash-cache.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(cache), encoding="utf-8")
-        os.replace(tmp, _cache_file())
+        try:
+            tmp.write_text(json.dumps(cache), encoding="utf-8")
+            renames.replace(tmp, _cache_file())
+        except OSError:  # e.g. another Quantdesk process holds the cache open (Windows): skip remembering
+            tmp.unlink(missing_ok=True)
     return digest

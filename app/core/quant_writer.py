@@ -10,21 +10,26 @@ Tensor data is aligned to general.alignment (32 when absent), each tensor padded
 
 The output lives in an unnamed file in the destination folder (Linux O_TMPFILE) that gets its
 name only when complete and synced, so a cancel, a full disk or even a kill -9 leaves nothing
-behind. Where the system has no unnamed files, a hidden temporary name is used and removed on
-every failure we get to see.
+behind. Where the system has no unnamed files (macOS, Windows, some Linux file systems), a
+hidden temporary name carrying the writer's process id is used: it is removed on every failure
+we get to see, and one left by a killed process is removed by the next output written to that
+folder (a file whose writer is still running is never touched).
 """
 from __future__ import annotations
 
 import ctypes
 import errno
 import os
+import re
 import secrets
 import struct
 from pathlib import Path
 from typing import Any, BinaryIO, Optional, Sequence
 
 import gguf
+import psutil
 
+from app.core import renames
 from app.core.gguf_index import GGUFIndex, read_span
 from app.core.quant_plan import Plan
 
@@ -118,7 +123,32 @@ def _link_fd(fd: int, dest: Path) -> None:
 
 
 def _temp_name(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.partial")
+    return dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.partial$")
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete temporary outputs in `folder` whose writing process is gone (killed, crashed).
+
+    Only names made by _temp_name are considered, and only when the process id in the name is
+    not running: a live writer's file is never removed (on Windows it could not be anyway)."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TEMP_NAME.match(e.name)
+        if m is None or int(m.group(1)) == os.getpid() or psutil.pid_exists(int(m.group(1))):
+            continue
+        try:
+            os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            pass  # in use after all, or not ours to delete: leave it
+    return removed
 
 
 class AtomicOutput:
@@ -130,8 +160,12 @@ class AtomicOutput:
         self.temp_name: Optional[Path] = None  # only when unnamed files are not available
         self.fd = self._open_unnamed()
         if self.fd is None:
+            remove_stale_partials(dest.parent)
             self.temp_name = _temp_name(dest)
-            self.fd = os.open(self.temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            # O_BINARY: without it Windows opens the descriptor in text mode and turns every
+            # 0x0A byte written into 0x0D 0x0A, corrupting the model.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            self.fd = os.open(self.temp_name, flags, 0o644)
         self.file: BinaryIO = os.fdopen(self.fd, "wb", buffering=1 << 20)
         self._written = 0
         self._synced_to = 0
@@ -181,16 +215,23 @@ class AtomicOutput:
             if self.overwrite:
                 tmp = _temp_name(self.dest)
                 _link_fd(self.fd, tmp)
-                os.replace(tmp, self.dest)
+                try:
+                    os.replace(tmp, self.dest)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
             else:
                 _link_fd(self.fd, self.dest)  # fails if dest appeared meanwhile: never clobber
-        elif self.overwrite:
-            os.replace(self.temp_name, self.dest)
-        else:
-            os.link(self.temp_name, self.dest)
-            os.unlink(self.temp_name)
-        self.temp_name = None
+            self.file.close()
+            return
+        # A named temporary file is closed before it is renamed: Windows refuses to rename a
+        # file that is open. If the rename fails, abort() still finds it by temp_name.
         self.file.close()
+        if self.overwrite:
+            renames.replace(self.temp_name, self.dest)
+        else:
+            renames.rename_new(self.temp_name, self.dest)  # never clobber, even without hard links
+        self.temp_name = None
 
     def abort(self) -> None:
         """Drop everything written; safe to call more than once and after a failed commit."""
@@ -201,6 +242,6 @@ class AtomicOutput:
         if self.temp_name is not None:
             try:
                 os.unlink(self.temp_name)
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # gone already, or (Windows) held open by a scanner: a later run sweeps it
             self.temp_name = None

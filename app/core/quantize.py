@@ -329,7 +329,11 @@ def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> Qu
             report(Progress(total_in, total_in, "B", "Writing to disk", "Quantizing"))
             cancel.check()
         source_hash = hasher.result(cancel)
-        out.commit()
+        try:
+            out.commit()
+        except PermissionError as e:  # Windows: the file being replaced is open (loaded in Chat ...)
+            raise QuantizeError(f"{req.output}: cannot put the result in place ({e.strerror or e}); "
+                                "if that file is open in Chat or another program, close it there") from None
     except BaseException:
         hasher.stop()
         out.abort()
@@ -455,8 +459,11 @@ class _BackgroundHash:
         return self._result
 
     def stop(self) -> None:
-        """Stop hashing (the run failed or was cancelled); the thread ends within one read."""
+        """Stop hashing (the run failed or was cancelled) and wait for the thread, which ends
+        within one read: until then it holds the source open, and Windows cannot delete an open
+        file (convert removes its intermediate source right after a failed run)."""
         self._stop.set()
+        self._thread.join(10)
 
 
 # --- what the Quantize page shows before starting ----------------------------------------------

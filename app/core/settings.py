@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from app.core import paths
+from app.core import paths, renames
 
 
 def load(path: Path | None = None) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def save(values: dict[str, Any], path: Path | None = None) -> None:
             json.dump(values, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        renames.replace(tmp, path)  # retried on Windows while another process reads the file
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -319,7 +319,20 @@ static void test_half_input(int isa) {
     free(x);
 }
 
+/* dispatch.c asks CPUID itself (the same code for every compiler); it must agree with the
+ * compiler's own view of this CPU. Every CPU with AVX2 also has F16C, which dispatch.c needs too. */
+static void test_cpu_detection(void) {
+#if defined(KQ_HAVE_AVX2) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    const int compiler_says = __builtin_cpu_supports("avx2") != 0;
+    CHECK(kq_isa_available(KQ_ISA_AVX2) == compiler_says, "CPUID says AVX2+F16C = %d, the compiler's builtin says AVX2 = %d",
+          kq_isa_available(KQ_ISA_AVX2), compiler_says);
+    printf("cpu detection: AVX2+F16C = %d (agrees with __builtin_cpu_supports)\n", kq_isa_available(KQ_ISA_AVX2));
+#endif
+}
+
 int main(int argc, char **argv) {
+    test_cpu_detection();
     const int rounds = argc > 1 ? atoi(argv[1]) : 40;
     const int isas[3] = {KQ_ISA_SCALAR, KQ_ISA_AVX2, KQ_ISA_NEON};
     int simd = 0;

@@ -128,7 +128,7 @@ def test_llama3_rope_factors_match_torch_for_llama3_shapes() -> None:
     for real Llama 3.x settings: theta 500000, factors 8/16/32, head_dim 64 and 128."""
     from app.core.convert.family import llama3_rope_factors
 
-    expected = json.loads((recipes.HERE / "llama3_rope_factors.json").read_text())
+    expected = json.loads((recipes.HERE / "llama3_rope_factors.json").read_text(encoding="utf-8"))
     for case in expected:
         got = llama3_rope_factors(case["rope"], case["head_dim"])
         assert got.tobytes().hex() == case["float32_hex"], case["rope"]
@@ -149,7 +149,7 @@ def test_real_bpe_tokenizers_match_fingerprint(tmp_path: Path, name: str) -> Non
     out = tmp_path / "out.gguf"
     convert(ConvertRequest(folder, out, outtype))
     ours = recipes.fingerprint(out)
-    ref = json.loads((recipes.FINGERPRINTS / f"{name}.{outtype}.json").read_text())
+    ref = json.loads((recipes.FINGERPRINTS / f"{name}.{outtype}.json").read_text(encoding="utf-8"))
     assert [k for k, _, _ in ours["kv"]] == [k for k, _, _ in ref["kv"]]
     for mine, theirs in zip(ours["kv"], ref["kv"]):
         assert mine == theirs, f"metadata {mine[0]} differs"

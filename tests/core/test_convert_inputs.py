@@ -55,9 +55,9 @@ def _refused(folder: Path, out_dir: Path, match: str, outtype: str = "f16") -> N
 
 
 def _edit_config(folder: Path, **changes: object) -> None:
-    cfg = json.loads((folder / "config.json").read_text())
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     cfg.update(changes)
-    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
 
 
 def test_unsupported_architecture_lists_the_supported_ones(ckpt: Path, tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def _shard(ckpt: Path) -> None:
     tensors = read_header(ckpt / "model.safetensors")
     arrays = {n: (t.load(), "F32") for n, t in tensors.items()}
     (ckpt / "model.safetensors").unlink()
-    recipes._write(ckpt, json.loads((ckpt / "config.json").read_text()), arrays, shards=2)
+    recipes._write(ckpt, json.loads((ckpt / "config.json").read_text(encoding="utf-8")), arrays, shards=2)
 
 
 def test_missing_shard(ckpt: Path, tmp_path: Path) -> None:
@@ -122,15 +122,26 @@ def test_truncated_shard(ckpt: Path, tmp_path: Path) -> None:
 
 def test_malformed_index(ckpt: Path, tmp_path: Path) -> None:
     _shard(ckpt)
-    (ckpt / "model.safetensors.index.json").write_text('{"weight_map": [1, 2]}')
+    (ckpt / "model.safetensors.index.json").write_text('{"weight_map": [1, 2]}', encoding="utf-8")
     _refused(ckpt, tmp_path / "out", "model.safetensors.index.json: malformed index")
+
+
+@pytest.mark.parametrize("shard", ["../model-00001-of-00002.safetensors", "sub\\model.safetensors",
+                                   "C:model.safetensors", ".hidden.safetensors"])
+def test_index_naming_a_shard_outside_the_folder(ckpt: Path, tmp_path: Path, shard: str) -> None:
+    """A shard name is a bare file name on every system ('\\' and 'C:' lead elsewhere on Windows)."""
+    _shard(ckpt)
+    index = json.loads((ckpt / "model.safetensors.index.json").read_text(encoding="utf-8"))
+    index["weight_map"]["model.norm.weight"] = shard
+    (ckpt / "model.safetensors.index.json").write_text(json.dumps(index), encoding="utf-8")
+    _refused(ckpt, tmp_path / "out", "malformed index \\(shard name")
 
 
 def test_index_naming_a_tensor_no_shard_holds(ckpt: Path, tmp_path: Path) -> None:
     _shard(ckpt)
-    index = json.loads((ckpt / "model.safetensors.index.json").read_text())
+    index = json.loads((ckpt / "model.safetensors.index.json").read_text(encoding="utf-8"))
     index["weight_map"]["model.layers.9.mlp.up_proj.weight"] = "model-00001-of-00002.safetensors"
-    (ckpt / "model.safetensors.index.json").write_text(json.dumps(index))
+    (ckpt / "model.safetensors.index.json").write_text(json.dumps(index), encoding="utf-8")
     _refused(ckpt, tmp_path / "out", "lists 1 tensor.*not found in the shards")
 
 
@@ -247,14 +258,14 @@ def test_describe_checkpoint(ckpt: Path) -> None:
 
 
 def test_config_missing_a_required_key(ckpt: Path, tmp_path: Path) -> None:
-    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg = json.loads((ckpt / "config.json").read_text(encoding="utf-8"))
     del cfg["hidden_size"]
-    (ckpt / "config.json").write_text(json.dumps(cfg))
+    (ckpt / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     _refused(ckpt, tmp_path / "out", "config.json: hidden_size is missing")
 
 
 def test_malformed_tokenizer_config(ckpt: Path, tmp_path: Path) -> None:
-    (ckpt / "tokenizer_config.json").write_text("{not json")
+    (ckpt / "tokenizer_config.json").write_text("{not json", encoding="utf-8")
     _refused(ckpt, tmp_path / "out", "tokenizer_config.json: not valid JSON")
 
 
@@ -264,7 +275,7 @@ def test_special_vocab_reads_like_llama_cpp(tmp_path: Path, case: str) -> None:
     (expected values recorded by tools/regen_convert_refs.py), insertion order included."""
     from app.core.convert.special_vocab import SpecialVocab
 
-    expected = json.loads(recipes.SPECIAL_VOCAB_EXPECTED.read_text())[case]
+    expected = json.loads(recipes.SPECIAL_VOCAB_EXPECTED.read_text(encoding="utf-8"))[case]
     recipes.special_vocab_case(tmp_path, case)
     sv = SpecialVocab(tmp_path, load_merges=True, n_vocab=8)
     assert sv.merges == expected["merges"]
@@ -278,9 +289,9 @@ def test_special_vocab_reads_like_llama_cpp(tmp_path: Path, case: str) -> None:
 def test_unknown_bpe_pre_tokenizer(tmp_path: Path, starter_model: Path) -> None:
     folder = tmp_path / "in" / "tiny-bpe"
     recipes.tiny_llama_bpe(folder, starter_model)
-    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     tok["pre_tokenizer"]["pretokenizers"][1]["add_prefix_space"] = True  # a different pre-tokenizer
-    (folder / "tokenizer.json").write_text(json.dumps(tok))
+    (folder / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
     _refused(folder, tmp_path / "out", "pre-tokenizer is not one llama.cpp knows")
 
 

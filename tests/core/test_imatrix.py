@@ -67,3 +67,24 @@ def test_bad_files_get_clear_messages(tmp_path: Path) -> None:
     with pytest.raises(ImatrixError, match="another model"):
         load_imatrix(im_path).for_tensor("blk.0.attn_q.weight", 576)
     assert load_imatrix(im_path).for_tensor("token_embd.weight", 576) is None
+
+
+def _mapped(path: Path) -> bool:
+    return str(path.resolve()) in Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads this process's memory map from /proc")
+def test_a_rejected_gguf_imatrix_is_not_left_mapped(tmp_path: Path) -> None:
+    """Windows cannot replace or delete a memory-mapped file: after an error the user must be able to
+    fix the file in place, so the reader's mapping may not outlive the call (checked here on Linux)."""
+    path = tmp_path / "bad.imatrix.gguf"
+    w = gguf.GGUFWriter(str(path), arch="")
+    w.add_tensor("blk.0.attn_q.weight.in_sum2", np.ones(4, dtype=np.float32))  # no .counts tensor
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ImatrixError, match="no matching .counts") as info:
+        load_imatrix(path)
+    assert not _mapped(path), "the error (still held, as the UI holds it to show it) keeps the file mapped"
+    assert info.value is not None

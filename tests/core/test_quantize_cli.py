@@ -22,7 +22,7 @@ def test_cli_quantizes_and_writes_a_card(f16_small: Path, tmp_path: Path, capsys
     assert card["source_sha256"] == hashlib.sha256(f16_small.read_bytes()).hexdigest()
     assert card["imatrix"] is None and card["seconds"] > 0
     assert card["output_bytes"] == out.stat().st_size
-    assert json.loads((tmp_path / "small-Q5_K_M.gguf.card.json").read_text())["quantdesk_version"]
+    assert json.loads((tmp_path / "small-Q5_K_M.gguf.card.json").read_text(encoding="utf-8"))["quantdesk_version"]
 
 
 def test_cli_errors_are_one_line_and_exit_2(f16_small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,10 +2,10 @@
 and a cancel, a full disk or a kill leave no file behind. The source is never modified."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -19,6 +19,7 @@ import pytest
 
 from app.core import quantize as quantize_mod
 from app.core.jobs import Cancelled, CancelToken, Progress
+from app.core.quant_writer import AtomicOutput
 from app.core.quantize import QuantizeError, QuantizeRequest, quantize_file, quantize_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,8 +158,8 @@ def small_tmpfs(tmp_path: Path):
     """A real 40 MB file system, when we may mount one (root); else the test is skipped."""
     mnt = tmp_path / "tmpfs"
     mnt.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs Linux and root")
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mnt)], capture_output=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
@@ -201,6 +202,8 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main(sys.argv[1:]))", *args]
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no file size limit (RLIMIT_FSIZE); "
+                    "test_a_failing_write_mid_way_leaves_nothing covers the clean-up there")
 def test_a_write_error_leaves_nothing(f16_small: Path, tmp_path: Path) -> None:
     """A real failing write for everyone, no root needed: a file size limit (EFBIG)."""
     code = (
@@ -216,8 +219,28 @@ def test_a_write_error_leaves_nothing(f16_small: Path, tmp_path: Path) -> None:
     assert _files(tmp_path) == set()
 
 
-def test_a_killed_run_leaves_nothing(f16_model: Path, tmp_path: Path) -> None:
+def test_a_failing_write_mid_way_leaves_nothing(f16_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fails after a few megabytes (on every system; the real EFBIG above needs a POSIX
+    file size limit): the error reaches the caller and no file is left, named or hidden."""
+    real_write = AtomicOutput.write
+
+    def failing_write(self: AtomicOutput, data: object) -> None:
+        if self._written > 3_000_000:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(self, data)
+
+    monkeypatch.setattr(AtomicOutput, "write", failing_write)
+    with pytest.raises(OSError) as err:
+        quantize_file(QuantizeRequest(f16_small, tmp_path / "q.gguf", "Q8_0"))
+    assert err.value.errno == errno.ENOSPC
+    assert _files(tmp_path) == set()
+
+
+def test_a_killed_run_leaves_nothing(f16_model: Path, f16_small: Path, tmp_path: Path) -> None:
     out = tmp_path / "q.gguf"
+    probe = AtomicOutput(tmp_path / "probe.gguf")  # does this system give us unnamed files here?
+    unnamed = probe.temp_name is None
+    probe.abort()
     proc = subprocess.Popen(_cli("quantize", str(f16_model), str(out), "--type", "IQ4_NL", "--threads", "1"),
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
@@ -225,9 +248,19 @@ def test_a_killed_run_leaves_nothing(f16_model: Path, tmp_path: Path) -> None:
     for line in proc.stderr:  # wait until it is writing tensors
         if "blk.1." in line or time.monotonic() > deadline:
             break
-    proc.send_signal(signal.SIGKILL)
+    proc.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no clean-up code runs
     proc.wait(timeout=10)
-    assert _files(tmp_path) == set()
+    proc.stderr.close()
+    del proc  # Windows: our handle would keep the dead process known to the system, as if running
+    assert "q.gguf" not in _files(tmp_path)
+    if unnamed:
+        # Linux: the output was an unnamed file, which the kernel dropped with the process
+        assert _files(tmp_path) == set()
+    else:
+        # macOS, Windows: a hidden partial may remain; the next output written there removes it
+        assert all(n.startswith(".q.gguf.") and n.endswith(".partial") for n in _files(tmp_path))
+        quantize_file(QuantizeRequest(f16_small, tmp_path / "next.gguf", "Q8_0"))
+        assert _files(tmp_path) == {"next.gguf", "next.gguf.card.json"}
 
 
 def test_cancel_token_from_another_thread(f16_small: Path, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -94,7 +93,7 @@ def test_killed_app_keeps_the_conversation_and_most_of_the_reply(tmp_path, start
         line = proc.stdout.readline()
         assert line.strip() == "STREAMING", "the reply did not start streaming"
         time.sleep(0.3)
-        os.kill(proc.pid, signal.SIGKILL)  # no clean-up, no atexit: like a crash or a power cut
+        proc.kill()  # SIGKILL / TerminateProcess: no clean-up, no atexit, like a crash or a power cut
     finally:
         proc.wait(10)
     store = Store(db)

@@ -116,9 +116,9 @@ def test_conversation_list_rename_search_export_delete(qtbot, window, tmp_path):
     page.search.clear()
     page.rename_conversation(a, "Kneading")
     assert page.title_label.full_text() == "Kneading"
-    md = page.export_conversation(a, tmp_path / "chat.md").read_text()
+    md = page.export_conversation(a, tmp_path / "chat.md").read_text(encoding="utf-8")
     assert md.startswith("# Kneading") and "print('knead')" in md
-    assert '"title": "Kneading"' in page.export_conversation(a, tmp_path / "chat.json").read_text()
+    assert '"title": "Kneading"' in page.export_conversation(a, tmp_path / "chat.json").read_text(encoding="utf-8")
     page.delete_conversation(a)
     assert store.conversation(a) is None and page.conversation_id is None and not page.transcript.messages
     assert page.conv_model.rowCount() == 1 and store.conversation(b) is not None

@@ -37,6 +37,7 @@ def _quantize_page(qtbot, ctx: AppContext, source: Path) -> QuantizePage:
 def test_library_quantize_button_opens_the_starter_on_the_quantize_page(qtbot, tmp_path, monkeypatch,
                                                                           starter_model: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))  # Path.home() on Windows
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     make_application([])
     ctx = AppContext()
@@ -108,7 +109,7 @@ def test_a_checkpoint_to_q8_0_shows_both_stages_and_cancel_leaves_nothing(qtbot,
     assert "Converting" in seen and "Quantizing" in seen and seen.index("Converting") < seen.index("Quantizing")
     assert any(d.startswith("Step 1 of 2: Converting") for _, _, d in lines)
     assert any(d.startswith("Step 2 of 2: Quantizing") for _, _, d in lines)
-    card = json.loads(Path(str(out) + ".card.json").read_text())
+    card = json.loads(Path(str(out) + ".card.json").read_text(encoding="utf-8"))
     assert card["source"] == str(checkpoint)
     assert sorted(p.name for p in paths.models_dir().iterdir()) == [out.name, out.name + ".card.json"]
 
@@ -125,9 +126,9 @@ def test_a_checkpoint_to_q8_0_shows_both_stages_and_cancel_leaves_nothing(qtbot,
 
 
 def test_a_checkpoint_that_cannot_be_converted_says_why_and_cannot_start(qtbot, checkpoint: Path) -> None:
-    config = json.loads((checkpoint / "config.json").read_text())
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
     config["architectures"] = ["MambaForCausalLM"]
-    (checkpoint / "config.json").write_text(json.dumps(config))
+    (checkpoint / "config.json").write_text(json.dumps(config), encoding="utf-8")
     ctx = AppContext()
     page = _quantize_page(qtbot, ctx, checkpoint)
     qtbot.waitUntil(lambda: "cannot be converted" in page.requant_warning.text(), timeout=10_000)

@@ -140,7 +140,8 @@ def index_checkpoint(folder: Path) -> dict[str, LazyTensor]:
         expected = set(weight_map)
         part_names = sorted(set(weight_map.values()))
         for part in part_names:
-            if os.sep in part or "/" in part or part.startswith("."):
+            # a bare file name: no folder part for any system ("\\" and "C:" lead elsewhere on Windows)
+            if os.sep in part or "/" in part or "\\" in part or ":" in part or part.startswith("."):
                 raise ConvertError(f"{index_file.name}: malformed index (shard name {part!r})")
             if not (folder / part).is_file():
                 raise ConvertError(f"missing checkpoint shard: {part} (listed in {index_file.name})")

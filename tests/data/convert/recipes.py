@@ -124,7 +124,7 @@ def spm_tokenizer_files(folder: Path, add_bos: bool = True) -> None:
         "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None,
         "chat_template": CHAT_TEMPLATE, "legacy": False, "model_max_length": 2048,
         "tokenizer_class": "LlamaTokenizer", "clean_up_tokenization_spaces": False,
-    }, indent=2))
+    }, indent=2), encoding="utf-8")
 
 
 def _gguf_string_array(path: Path, key: str) -> list[str]:
@@ -205,9 +205,9 @@ def _dtypes(weights: dict[str, np.ndarray], dtype: str) -> dict[str, tuple[np.nd
 def _write(folder: Path, cfg: dict[str, Any], tensors: dict[str, tuple[np.ndarray, str]], shards: int = 1,
            generation: Optional[dict[str, Any]] = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    folder.joinpath("config.json").write_text(json.dumps(cfg, indent=2))
+    folder.joinpath("config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
     if generation is not None:
-        folder.joinpath("generation_config.json").write_text(json.dumps(generation, indent=2))
+        folder.joinpath("generation_config.json").write_text(json.dumps(generation, indent=2), encoding="utf-8")
     if shards == 1:
         write_safetensors(folder / "model.safetensors", tensors)
         return
@@ -219,7 +219,7 @@ def _write(folder: Path, cfg: dict[str, Any], tensors: dict[str, tuple[np.ndarra
         write_safetensors(folder / part, {n: tensors[n] for n in chunk})
         weight_map.update({n: part for n in chunk})
     folder.joinpath("model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": 0}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
+        {"metadata": {"total_size": 0}, "weight_map": dict(sorted(weight_map.items()))}, indent=2), encoding="utf-8")
 
 
 def tiny_llama_spm(folder: Path, starter: Optional[Path] = None) -> None:
@@ -353,14 +353,14 @@ def tiny_phi3_spm(folder: Path, starter: Optional[Path] = None) -> None:
     added = [{"id": 320 + i, "content": t, "special": i in (0, 7) or t.startswith("<|placeholder"),
               "lstrip": False, "rstrip": i != 0, "normalized": False, "single_word": False}
              for i, t in enumerate(PHI3_ADDED)]
-    config = json.loads(folder.joinpath("tokenizer_config.json").read_text())
+    config = json.loads(folder.joinpath("tokenizer_config.json").read_text(encoding="utf-8"))
     config["added_tokens_decoder"].update({str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added})
     config.update(eos_token="<|endoftext|>", pad_token="<|endoftext|>", tokenizer_class="LlamaTokenizer")
-    folder.joinpath("tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    folder.joinpath("tokenizer_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     folder.joinpath("tokenizer.json").write_text(json.dumps({
         "version": "1.0", "added_tokens": added, "normalizer": None, "pre_tokenizer": None,
         "post_processor": None, "decoder": None, "model": {"type": "BPE", "vocab": {}, "merges": [], "byte_fallback": True},
-    }, indent=2))
+    }, indent=2), encoding="utf-8")
 
 
 MINIMAL_KEYS = ("architectures", "model_type", "hidden_size", "intermediate_size", "num_attention_heads",
