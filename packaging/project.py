@@ -38,6 +38,20 @@ def project_version() -> str:
     return tomllib.loads(text)["project"]["version"]
 
 
+def pinned_version(package: str) -> str:
+    """The version pyproject.toml pins a dependency to (`name==X`), e.g. llama-cpp-python's.
+
+    `make bundle` builds the portable llama-cpp-python wheel from this, so the pin in
+    pyproject.toml stays the only place that names the version.
+    """
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    wanted = re.sub(r"[-_.]+", "-", package).lower()  # PEP 503: llama_cpp_python == llama-cpp-python
+    for name, version in re.findall(r'"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^";\s]+)', text):
+        if re.sub(r"[-_.]+", "-", name).lower() == wanted:
+            return version
+    raise SystemExit(f"pyproject.toml does not pin {package} (expected \"{package}==<version>\")")
+
+
 def platform_tag() -> str:
     """linux-x86_64, macos-arm64, windows-x86_64: the suffix of every artefact name."""
     system = {"darwin": "macos", "win32": "windows"}.get(sys.platform, sys.platform.rstrip("0123456789"))
@@ -109,4 +123,11 @@ def required_qt_plugins() -> dict[str, list[str]]:
 
 
 if __name__ == "__main__":
-    print(project_version())  # release.yml compares it with the tag
+    # `project.py`: the version (release.yml compares it with the tag);
+    # `project.py --pin llama-cpp-python`: the pinned version of a dependency (the Makefile's bundle).
+    if sys.argv[1:2] == ["--pin"] and len(sys.argv) == 3:
+        print(pinned_version(sys.argv[2]))
+    elif len(sys.argv) == 1:
+        print(project_version())
+    else:
+        raise SystemExit("usage: project.py [--pin PACKAGE]")

@@ -134,3 +134,48 @@ def test_bundle_check_passes_a_complete_layout(tmp_path: Path) -> None:
         for stem in stems:
             touch(Path("PySide6/Qt/plugins") / folder / (stem + ext))
     assert check_bundle.problems(tmp_path) == []
+
+
+def test_llama_pin_is_read_from_pyproject() -> None:
+    """make bundle builds the portable wheel of exactly the version the tests were run against."""
+    from importlib.metadata import version
+
+    assert P.pinned_version("llama-cpp-python") == version("llama-cpp-python")
+    assert P.pinned_version("llama_cpp_python") == version("llama-cpp-python")
+    with pytest.raises(SystemExit, match="does not pin"):
+        P.pinned_version("numpy")  # a range, not a pin
+
+
+def test_native_llama_features_are_named() -> None:
+    portable = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 |"
+    native = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 0 | AVX_VNNI = 1 | AMX_INT8 = 1 |"
+    assert check_bundle.features_beyond_portable(portable) == []
+    assert check_bundle.features_beyond_portable(native) == ["AVX512", "AVX512_VBMI", "AVX_VNNI", "AMX_INT8"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not check_bundle.is_x86_64(),
+                    reason="builds x86-64 ELF test libraries with gcc")
+def test_machine_code_scan_finds_avx512(tmp_path: Path) -> None:
+    """The objdump scan of the bundled llama.cpp: a library with AVX-512 code is caught, an AVX2 one is not."""
+    import shutil
+    import subprocess
+
+    if shutil.which("gcc") is None or shutil.which("objdump") is None:
+        pytest.skip("needs gcc and objdump")
+    src = tmp_path / "k.c"
+    src.write_text("#include <immintrin.h>\n"
+                   "void add(float *a, const float *b) {\n"
+                   "#ifdef __AVX512F__\n"
+                   "  _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), _mm512_loadu_ps(b)));\n"
+                   "#else\n"
+                   "  _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b)));\n"
+                   "#endif\n}\n", encoding="utf-8")
+    for flag, expect_found in (("-mavx2", False), ("-mavx512f", True)):
+        lib = tmp_path / f"lib{flag[2:]}.so"
+        subprocess.run(["gcc", "-O2", "-shared", "-fPIC", flag, str(src), "-o", str(lib)], check=True)
+        scan = check_bundle.instructions_beyond_portable(lib)
+        assert scan is not None
+        count, example = scan
+        assert (count > 0) == expect_found, (flag, count, example)
+        if expect_found:
+            assert "zmm" in example and "add" in example
