@@ -163,14 +163,15 @@ def _size(files: list[Path]) -> int:
 
 
 def _walk(root: Path) -> Iterator[tuple[Path, list[str]]]:
-    """(folder, file names) below root, skipping hidden folders and going at most MAX_DEPTH deep."""
+    """(folder, file names) below root, skipping hidden folders and files (an output still being
+    written is hidden) and going at most MAX_DEPTH deep."""
     if not root.is_dir():
         return
     base = len(root.parts)
     for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
         here = Path(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if len(here.parts) - base < MAX_DEPTH else []
-        yield here, sorted(filenames)
+        yield here, sorted(f for f in filenames if not f.startswith("."))
 
 
 def _entries_in(folder: Path, names: list[str], source: str, repo_id: str) -> list[LibraryEntry]:

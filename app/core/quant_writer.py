@@ -122,7 +122,9 @@ def _link_fd(fd: int, dest: Path) -> None:
     os.link(f"/proc/self/fd/{fd}", dest)
 
 
-def _temp_name(dest: Path) -> Path:
+def temp_name_for(dest: Path) -> Path:
+    """A hidden name beside `dest` for a file still being written, carrying this process's id so
+    that one left behind by a killed run can be recognised and removed later."""
     return dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
@@ -132,7 +134,7 @@ _TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.partial$")
 def remove_stale_partials(folder: Path) -> list[Path]:
     """Delete temporary outputs in `folder` whose writing process is gone (killed, crashed).
 
-    Only names made by _temp_name are considered, and only when the process id in the name is
+    Only names made by temp_name_for are considered, and only when the process id in the name is
     not running: a live writer's file is never removed (on Windows it could not be anyway)."""
     removed = []
     try:
@@ -158,10 +160,10 @@ class AtomicOutput:
         self.dest = dest
         self.overwrite = overwrite
         self.temp_name: Optional[Path] = None  # only when unnamed files are not available
+        remove_stale_partials(dest.parent)  # e.g. a convert's intermediate, or a partial on macOS/Windows
         self.fd = self._open_unnamed()
         if self.fd is None:
-            remove_stale_partials(dest.parent)
-            self.temp_name = _temp_name(dest)
+            self.temp_name = temp_name_for(dest)
             # O_BINARY: without it Windows opens the descriptor in text mode and turns every
             # 0x0A byte written into 0x0D 0x0A, corrupting the model.
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -197,7 +199,7 @@ class AtomicOutput:
             if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                 return None  # this file system has no unnamed files: use a temporary name
             raise
-        probe = _temp_name(self.dest)
+        probe = temp_name_for(self.dest)
         try:
             _link_fd(probe_fd, probe)
         except OSError:
@@ -213,7 +215,7 @@ class AtomicOutput:
         os.fsync(self.fd)  # a full disk can show up only here, on delayed-allocation file systems
         if self.temp_name is None:
             if self.overwrite:
-                tmp = _temp_name(self.dest)
+                tmp = temp_name_for(self.dest)
                 _link_fd(self.fd, tmp)
                 try:
                     os.replace(tmp, self.dest)

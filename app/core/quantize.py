@@ -23,9 +23,10 @@ import re
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import gguf
 import numpy as np
@@ -285,6 +286,25 @@ def convert_rows(
 # --- the run ----------------------------------------------------------------------------------
 
 
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap]:
+    """The source, memory-mapped read-only for the length of the run.
+
+    The rows handed to the kernels are numpy views of this map. When a run fails (a NaN weight,
+    say), the exception's traceback still holds such a view while the map is closed, and
+    mmap.close() then raises BufferError, which would replace the error the user needs to see.
+    The map is released with the last view instead."""
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield mm
+    finally:
+        try:
+            mm.close()
+        except BufferError:
+            pass
+
+
 def _drop_pages(mm: mmap.mmap, start: int, stop: int) -> None:
     """Tell the OS we are done with these source pages, so they do not pile up in our memory."""
     advice = getattr(mmap, "MADV_DONTNEED", None)
@@ -313,7 +333,7 @@ def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> Qu
     hasher = _BackgroundHash(req.source)  # overlaps hashing the source with the work
     out = AtomicOutput(req.output, overwrite=req.overwrite)
     try:
-        with open(req.source, "rb") as fsrc, mmap.mmap(fsrc.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with _mapped(req.source) as mm:
             out.write(prepared.header)
             done_in = 0
             for i, t in enumerate(plan.tensors):

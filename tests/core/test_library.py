@@ -50,6 +50,8 @@ def test_models_folder_entries_split_files_and_partials(isolated):
     b = _gguf(root / "F16" / "Tiny-F16-00002-of-00002.gguf", 1)
     (root / "Tiny-Q8_0.gguf.1234abcd.part").write_bytes(b"GGUF partial")
     _gguf(root / "mmproj-Tiny-f16.gguf", 1)
+    _gguf(root / ".Tiny-Q5_K_M.gguf.f16.4321-0123abcd.partial")  # an output still being written: hidden
+    _gguf(root / ".Tiny-Q6_K.gguf")
     entries = {e.name: e for e in library.list_models() if not e.builtin}
     assert sorted(entries) == ["Tiny-F16", "Tiny-Q4_K_M"]
     q4, f16 = entries["Tiny-Q4_K_M"], entries["Tiny-F16"]

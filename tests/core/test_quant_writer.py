@@ -143,3 +143,22 @@ def test_windows_sharing_violations_are_waited_out(tmp_path: Path, monkeypatch: 
     src.write_bytes(b"x")
     with pytest.raises(PermissionError):
         renames.replace(src, dst)
+
+
+def test_a_killed_converts_intermediate_is_swept_by_the_next_output(tmp_path: Path) -> None:
+    """convert writes a hidden F16 intermediate under a temp_name_for name; if the run is killed,
+    the next output in that folder removes it, on every system (unnamed files or not)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    pid = proc.pid
+    del proc
+    mine = quant_writer.temp_name_for(tmp_path / "model.gguf.f16")
+    dead = mine.with_name(mine.name.replace(f".{os.getpid()}-", f".{pid}-"))
+    dead.write_bytes(b"GGUF")
+    if quant_writer.psutil.pid_exists(pid):
+        pytest.skip("the finished child's process id was reused at once")
+    out = AtomicOutput(tmp_path / "next.gguf")
+    out.write(b"data")
+    out.commit()
+    assert not dead.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["next.gguf"]

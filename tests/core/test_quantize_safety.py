@@ -292,3 +292,28 @@ def test_cancel_token_from_another_thread(f16_small: Path, tmp_path: Path) -> No
     assert not t.is_alive()
     assert errors and isinstance(errors[0], Cancelled)
     assert _files(tmp_path) == set()
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_weights_are_named_and_nothing_is_written(bad_value: float, tmp_path: Path) -> None:
+    """A weight that is not a number stops the run with the tensor and row named (as llama-quantize
+    refuses such rows too), the output is never created, and the original error is what the user
+    sees (not a complaint about closing the source's memory map, which the rows were views of)."""
+    src = tmp_path / "nan.gguf"
+    w = gguf.GGUFWriter(str(src), arch="llama")
+    w.add_block_count(1)
+    good = np.ones((4, 64), dtype=np.float16)
+    bad = good.copy()
+    bad[2, 17] = bad_value
+    w.add_tensor("a.weight", good)
+    w.add_tensor("b.weight", bad)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(QuantizeError, match=r"b\.weight.*row 2") as caught:
+        quantize_file(QuantizeRequest(src, out_dir / "q.gguf", "Q8_0"))
+    assert "NaN" in str(caught.value) or "Inf" in str(caught.value)
+    assert _files(out_dir) == set()

@@ -13,7 +13,6 @@ folder, handed to app.core.quantize, and removed whatever happens.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -310,6 +309,7 @@ def convert(request: ConvertRequest, report: Optional[ProgressCallback] = None,
 
 def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel: CancelToken) -> ConvertResult:
     from app.core.quant_plan import file_type
+    from app.core.quant_writer import temp_name_for
     from app.core.quantize import QuantizeError, QuantizeRequest, quantize_file
 
     try:
@@ -321,8 +321,9 @@ def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel
     prepared = prepare(request, float_outtype="f16")
     # room for the F16 intermediate and the quantized result side by side (the result is smaller)
     check_destination(request.output, request.overwrite, 2 * planned_bytes(prepared))
-    # The intermediate sits beside the output (same disk), hidden, and is always removed.
-    temp = request.output.with_name(f".{request.output.name}.f16-{os.getpid()}.tmp.gguf")
+    # The intermediate sits beside the output (same disk), hidden, and is always removed; if the
+    # process is killed, its name lets the next output written to that folder remove it.
+    temp = temp_name_for(request.output.with_name(request.output.name + ".f16"))
     inner = ConvertRequest(request.source, temp, "f16", overwrite=True)
     prepared.request = inner
     try:
