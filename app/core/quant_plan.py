@@ -296,6 +296,9 @@ class _Rules:
             return t
         self.n_fallback += 1
         if t not in _FALLBACK:
+            # a 32-value block type has no smaller block to step down to: F16, as llama.cpp does
+            if block_size(t) <= 32:
+                return T.F16
             raise PlanError(f"{name}: rows of {ncols} values do not fit type {t.name} and there is no fallback")
         t = _FALLBACK[t]
         return t if ncols % block_size(t) == 0 else T.F16
@@ -383,6 +386,15 @@ def output_order(names: Sequence[str]) -> list[int]:
     return sorted(range(len(names)), key=lambda i: (_layer_of(names[i]), names[i].encode()))
 
 
+def ggml_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape as llama.cpp sees and writes it: trailing dimensions of 1 dropped (a [256, 1]
+    tensor is 1-D to ggml, so it is not quantized and is written with one dimension)."""
+    dims = list(shape) or [1]
+    while len(dims) > 1 and dims[-1] == 1:
+        dims.pop()
+    return tuple(dims)
+
+
 def make_plan(index: GGUFIndex, ft: FileType | str, opts: Optional[PlanOptions] = None) -> Plan:
     """The per-tensor plan for this model at this level, in the order the output lists them.
 
@@ -395,24 +407,27 @@ def make_plan(index: GGUFIndex, ft: FileType | str, opts: Optional[PlanOptions] 
     rules = _Rules(ft, model_params(index), opts, [t.name for t in src])
     plan = Plan(file_type=ft)
     for t in src:
-        dst = rules.choose(t.name, t.shape, t.type)
+        if t.n_elements == 0:
+            raise PlanError(f"{t.name}: the tensor is empty (shape {list(t.shape)}); the model is damaged")
+        shape = ggml_shape(t.shape)
+        dst = rules.choose(t.name, shape, t.type)
         if dst != t.type and t.type not in UNQUANTIZED and not opts.allow_requantize:
             raise PlanError(
                 f"the source is already quantized ({t.name} is {t.type.name}); "
                 "requantizing loses quality; allow it explicitly (--allow-requantize) to go on"
             )
-        n_rows = int(np.prod(t.shape[1:], dtype=np.int64)) if len(t.shape) > 1 else 1
-        if t.shape[0] % block_size(dst):
-            raise PlanError(f"{t.name}: rows of {t.shape[0]} values do not fit type {dst.name}")
+        n_rows = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+        if shape[0] % block_size(dst):
+            raise PlanError(f"{t.name}: rows of {shape[0]} values do not fit type {dst.name}")
         plan.tensors.append(
             TensorPlan(
                 name=t.name,
-                shape=t.shape,
+                shape=shape,
                 src_type=t.type,
                 dst_type=dst,
                 src_offset=t.offset,
                 src_nbytes=t.nbytes,
-                dst_nbytes=t.nbytes if dst == t.type else n_rows * row_bytes(dst, t.shape[0]),
+                dst_nbytes=t.nbytes if dst == t.type else n_rows * row_bytes(dst, shape[0]),
             )
         )
     plan.n_fallback = rules.n_fallback

@@ -47,6 +47,7 @@ from app.core.quant_plan import (
     file_type,
     make_plan,
     parse_ggml_type,
+    row_bytes,
 )
 from app.core.quant_writer import AtomicOutput, build_header
 
@@ -205,7 +206,7 @@ def prepare(request: QuantizeRequest) -> Prepared:
             raise QuantizeError(f"{t.name}: cannot read type {t.src_type.name} to requantize it")
         if imatrix is not None and t.converts:
             try:
-                imatrix.for_tensor(t.name, t.shape[0] * (t.shape[2] if len(t.shape) > 2 else 1))
+                imatrix.for_tensor(t.name, t.shape[0] * int(np.prod(t.shape[2:], dtype=np.int64)))
             except ImatrixError as e:
                 raise QuantizeError(str(e)) from None
 
@@ -281,6 +282,56 @@ def convert_rows(
             return np.ascontiguousarray(x).reshape(-1).view(np.uint8)
         return _f32_to_bf16_bits(_to_f32(x, src_dtype)).reshape(-1).view(np.uint8)
     return kquant.quantize(x, dst.name, imatrix=imatrix, threads=threads, src_dtype=src_dtype)
+
+
+# --- refusing NaN and Inf, as llama.cpp does ---------------------------------------------------
+
+# Where each quantized type keeps its fp16 scales, per block: (block bytes, byte offsets). A block
+# whose scale is NaN or Inf decodes to NaN/Inf weights. llama-quantize checks these fields (and
+# every value of F32/F16/BF16 data) in each source tensor it reads and each tensor it makes
+# (ggml_validate_row_data), and refuses the model when one is not finite; so do we.
+_SCALE_FIELDS: dict[T, tuple[int, tuple[int, ...]]] = {
+    T.Q4_0: (18, (0,)), T.Q4_1: (20, (0, 2)), T.Q5_0: (22, (0,)), T.Q5_1: (24, (0, 2)),
+    T.Q8_0: (34, (0,)), T.Q2_K: (84, (80, 82)), T.Q3_K: (110, (108,)), T.Q4_K: (144, (0, 2)),
+    T.Q5_K: (176, (0, 2)), T.Q6_K: (210, (208,)), T.IQ4_NL: (18, (0,)), T.IQ4_XS: (136, (0,)),
+}
+_FLOAT_DTYPES = {T.F32: np.float32, T.F16: np.float16}
+
+
+def first_nonfinite_byte(data: object, t: T) -> Optional[int]:
+    """Offset in `data` (whole blocks or values of type t) of the first value or block scale that
+    is NaN or Inf; None when all are finite, or for a type whose layout is not checked here."""
+    if t in _FLOAT_DTYPES:
+        a = np.frombuffer(data, dtype=_FLOAT_DTYPES[t])
+        if np.isfinite(a).all():
+            return None
+        return int(np.argmin(np.isfinite(a))) * a.itemsize
+    if t == T.BF16:
+        bad = (np.frombuffer(data, dtype=np.uint16) & 0x7F80) == 0x7F80
+        return int(np.argmax(bad)) * 2 if bad.any() else None
+    if t not in _SCALE_FIELDS:
+        return None
+    block_bytes, offsets = _SCALE_FIELDS[t]
+    blocks = np.frombuffer(data, dtype=np.uint8).reshape(-1, block_bytes)
+    bad = np.zeros(len(blocks), dtype=bool)
+    for off in offsets:  # an fp16 is NaN or Inf when its exponent bits (in the high byte) are all set
+        bad |= (blocks[:, off + 1] & 0x7C) == 0x7C
+    return int(np.argmax(bad)) * block_bytes if bad.any() else None
+
+
+def _check_finite(t: TensorPlan, data: object, dtype: T, first_row: int, source: bool) -> None:
+    """Raise QuantizeError naming the tensor and row when `data` (whole rows of `dtype`, starting
+    at row `first_row` of the tensor) holds a NaN or Inf."""
+    at = first_nonfinite_byte(data, dtype)
+    if at is None:
+        return
+    row = first_row + at // row_bytes(dtype, t.shape[0])
+    if source:
+        raise QuantizeError(f"{t.name}: row {row} holds NaN or Inf values; the model is damaged")
+    raise QuantizeError(
+        f"{t.name}: row {row} holds values too large for {dtype.name} (they would become Inf); "
+        "choose a level with more range"
+    )
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -401,11 +452,13 @@ def _write_tensor(
 ) -> int:
     """Stream one tensor to the output in slices of rows; returns the bytes written."""
     if not t.converts:
-        step = SLICE_VALUES * 2
+        src_row_bytes = max(1, row_bytes(t.src_type, t.shape[0]))
+        step = max(1, SLICE_VALUES * 2 // src_row_bytes) * src_row_bytes  # whole rows, to check them
         view = memoryview(mm)
         try:
             for a in range(0, t.src_nbytes, step):
                 b = min(t.src_nbytes, a + step)
+                _check_finite(t, view[t.src_offset + a : t.src_offset + b], t.src_type, a // src_row_bytes, True)
                 out.write(view[t.src_offset + a : t.src_offset + b])
                 _drop_pages(mm, t.src_offset + a, t.src_offset + b)
                 progress(b)
@@ -436,6 +489,10 @@ def _write_tensor(
                 data = convert_rows(x, src_dtype, t.dst_type, im_e, prepared.request.threads)
             except ValueError as err:
                 raise QuantizeError(f"{t.name}: {err}") from None
+            if first_nonfinite_byte(data, t.dst_type) is not None:
+                # a NaN or Inf weight (the kernels refuse those themselves), or one the type cannot hold
+                source_bad = not np.isfinite(_to_f32(x, src_dtype)).all()
+                _check_finite(t, data, t.dst_type, row0, source_bad)
             del x
             out.write(data)
             written += data.size
