@@ -81,7 +81,9 @@ endif
 
 # The library as the other platforms' compilers build it: Clang (Apple's compiler on macOS) under the
 # sanitizers, MinGW-w64 for Windows with the result run under Wine, and the MSVC branches of
-# native/kq_compiler.h through Clang in MSVC mode (Wine's prefix stays outside the tree: its z: drive links to /). Installs Debian's clang, mingw-w64 and wine on first use.
+# native/kq_compiler.h through Clang in MSVC mode, and a check that the AVX2 kernels use intrinsics only (no
+# GCC vector operators, which MSVC lacks). Wine's prefix stays outside the tree (its z: drive links to /).
+# Installs Debian's clang, mingw-w64 and wine on first use.
 MINGW_CC      := x86_64-w64-mingw32-gcc
 PORTABLE_ROUNDS ?= 20
 
@@ -96,6 +98,7 @@ ifeq ($(ARCH),x86_64)
 	WINEDEBUG=-all WINEPREFIX=$${TMPDIR:-/tmp}/quantdesk-wineprefix wine $(NATIVE_BUILD)/test_simd.exe $(PORTABLE_ROUNDS)
 	clang --target=x86_64-pc-windows-msvc -fms-compatibility -fms-extensions -DKQ_MSVC_BRANCHES -std=c11 -Wall -Wextra -Werror \
 		-Inative -isystem native/tests/msvc_shim -c native/tests/msvc_branches.c -o $(NATIVE_BUILD)/msvc_branches.obj
+	$(PYTHON) native/tests/no_vector_extensions.py clang
 endif
 
 # ---- Installers (packaging/README.md). `make bundle`: the PyInstaller bundle (dist/quantdesk), its

@@ -6,7 +6,9 @@
  * vendor intrinsics (<immintrin.h>, <arm_neon.h>), which all three accept; only these needs
  * have compiler-specific spellings, and keeping them here keeps the kernels free of #ifdefs.
  * `make test-portable` builds the library with Clang and with a Windows (MinGW) compiler, and
- * the MSVC branches below through Clang in MSVC mode (KQ_MSVC_BRANCHES).
+ * the MSVC branches below through Clang in MSVC mode (KQ_MSVC_BRANCHES); it also checks that the
+ * AVX2 kernels apply no operator to a vector value (native/tests/no_vector_extensions.py): GCC and
+ * Clang accept `a + b` on __m256, MSVC does not.
  */
 #ifndef KQ_COMPILER_H
 #define KQ_COMPILER_H
