@@ -10,9 +10,9 @@ import sys
 from typing import Optional, Sequence
 
 from app import __version__
-from app.cli import chat, convert, hub, info, models, quantize, selftest
+from app.cli import chat, convert, hub, info, lab, models, quantize, selftest
 
-COMMANDS = [info, selftest, hub, models, quantize, chat, convert]
+COMMANDS = [info, selftest, hub, models, quantize, chat, convert, lab]
 
 
 class UserError(Exception):

@@ -52,13 +52,7 @@ class ModelCard:
 def write_card(card: ModelCard, output: str | Path) -> Path:
     """Write the card beside `output` atomically (temporary name, then rename)."""
     path = card_path(output)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(card.as_dict(), indent=2) + "\n", encoding="utf-8")
-        renames.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    renames.write_text(path, json.dumps(card.as_dict(), indent=2) + "\n")
     return path
 
 

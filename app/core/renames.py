@@ -62,3 +62,21 @@ def rename_new(src: str | Path, dst: str | Path) -> None:
         os.rename(src, dst)
         return
     os.unlink(src)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a small text file (settings, a card, a saved result) so that readers see the old
+    content or the new, never half of it: a temporary name in the same folder, synced, then
+    renamed over the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -6,8 +6,6 @@ Writes go to a temporary file and are renamed, so a crash never leaves a half-wr
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +22,7 @@ def load(path: Path | None = None) -> dict[str, Any]:
 
 
 def save(values: dict[str, Any], path: Path | None = None) -> None:
-    path = path or paths.settings_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(values, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        renames.replace(tmp, path)  # retried on Windows while another process reads the file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    renames.write_text(path or paths.settings_file(), json.dumps(values, indent=2, sort_keys=True))
 
 
 def get(key: str, default: Any = None) -> Any:
