@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -70,7 +71,7 @@ def write_text(path: str | Path, text: str) -> None:
     renamed over the old file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # unique per writer
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
