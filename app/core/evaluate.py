@@ -12,7 +12,8 @@ quick), then the source and every level read the same evaluation text through ll
   fine on average and badly wrong on a few tokens).
 - top-token agreement: the share of scored tokens where the level's most likely next token is
   the source's.
-- speed: tokens per second reading the text (prompt processing) and generating.
+- speed: tokens per second reading a chunk of the text (prompt processing) and generating,
+  timed with the model loaded as Chat loads it.
 
 The source's log-probabilities are kept (as float16) while the levels run, so only one model is
 in memory at a time. Results are saved as JSON in the data folder's lab/ and listed by the Lab.
@@ -104,16 +105,21 @@ class LadderResult:
 
 
 
+# Mean KL divergence (nats) below which a level reads as close to the original, a small loss, a
+# noticeable loss; above the last, a large loss. From how llama.cpp's users read it: Q8_0 is
+# typically near 0.001, Q4_K_M a few hundredths, Q2_K several tenths.
+CLOSE_KL, SMALL_KL, NOTICEABLE_KL = 0.01, 0.1, 0.3
+
+
 def quality_words(row: LevelResult) -> str:
-    """The KL divergence in words people can act on (thresholds from how llama.cpp's users read
-    it: below 0.01 nats a level is hard to tell from the original, above 0.1 it shows)."""
+    """The KL divergence in words people can act on (the CLI and the Lab page say the same)."""
     if row.is_source:
         return "the original"
-    if row.kl_mean < 0.01:
+    if row.kl_mean < CLOSE_KL:
         return "close to the original"
-    if row.kl_mean < 0.1:
+    if row.kl_mean < SMALL_KL:
         return "small loss"
-    if row.kl_mean < 0.3:
+    if row.kl_mean < NOTICEABLE_KL:
         return "noticeable loss"
     return "large loss"
 
@@ -193,43 +199,58 @@ class Measurement:
 EVAL_SLICE = 128  # tokens per llama.cpp call: the cancel is checked between slices
 
 
-def _load(path: Path, request: LadderRequest):
+def _load(path: Path, request: LadderRequest, logits_all: bool):
+    """The model as llama.cpp runs it: with every position's logits for the quality pass, and as
+    Chat loads it (the same thread count, logits for the last position only) for the speed pass."""
     import llama_cpp
 
-    kwargs: dict[str, Any] = dict(model_path=str(path), n_ctx=request.context, n_batch=request.context,
-                                  logits_all=True, n_gpu_layers=request.gpu_layers, verbose=False)
-    if request.threads:
-        kwargs.update(n_threads=request.threads, n_threads_batch=request.threads)
+    from app.core.chat import ChatSettings
+
+    threads = ChatSettings(threads=request.threads or 0).resolved_threads()
     try:
-        return llama_cpp.Llama(**kwargs)
+        return llama_cpp.Llama(model_path=str(path), n_ctx=request.context, n_batch=request.context,
+                               logits_all=logits_all, n_gpu_layers=request.gpu_layers, n_threads=threads,
+                               n_threads_batch=threads, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
         raise EvaluateError(f"{path.name}: llama.cpp could not load it ({e})") from None
 
 
+def _read(llm, chunk: list[int], cancel: CancelToken) -> float:
+    """Feed one chunk from an empty context, a slice at a time (the cancel is checked between
+    slices); returns the seconds llama.cpp took."""
+    llm.reset()
+    spent = 0.0
+    for a in range(0, len(chunk), EVAL_SLICE):
+        started = time.perf_counter()
+        llm.eval(chunk[a:a + EVAL_SLICE])
+        spent += time.perf_counter() - started
+        cancel.check()
+    return spent
+
+
 def measure(path: Path, chunks: list[list[int]], request: LadderRequest, reference: Optional[np.ndarray],
             keep: Optional[np.ndarray], report: ProgressCallback, cancel: CancelToken, label: str) -> Measurement:
-    """Read every chunk through the model at `path` and score the second half of each.
+    """Read every chunk through the model at `path` and score the second half of each, then time it.
 
     `reference` holds the source's log-probabilities (chunks x positions x vocab) to compare with;
-    `keep`, when given, receives this model's (that is how the source's are recorded)."""
-    llm = _load(path, request)
+    `keep`, when given, receives this model's (that is how the source's are recorded).
+
+    Speed is timed in a second pass, loaded the way Chat loads a model: the quality pass asks
+    llama.cpp for the next-token distribution at every position, which costs a vocabulary-sized
+    matrix product per token that normal use does not pay."""
+    context = request.context
+    first = context // 2
+    steps = len(chunks) + 2
+    stage = f"Measuring {label}"
+    nll, kl, same = [], [], []
+    llm = _load(path, request, logits_all=True)
     try:
-        context = request.context
-        first = context // 2
-        steps = len(chunks) + 1
-        nll, kl, same = [], [], []
-        read_s = 0.0
         for c, chunk in enumerate(chunks):
             cancel.check()
-            report(Progress(c, steps, "", f"{label}: reading chunk {c + 1} of {len(chunks)}", f"Measuring {label}"))
-            llm.reset()
-            started = time.perf_counter()
-            for a in range(0, context, EVAL_SLICE):
-                llm.eval(chunk[a:a + EVAL_SLICE])
-                cancel.check()
-            read_s += time.perf_counter() - started
+            report(Progress(c, steps, "", f"{label}: reading chunk {c + 1} of {len(chunks)}", stage))
+            _read(llm, chunk, cancel)
             logp = log_softmax(llm.scores[first:context - 1])
-            if logp.shape[-1] != (reference.shape[-1] if reference is not None else logp.shape[-1]):
+            if reference is not None and logp.shape[-1] != reference.shape[-1]:
                 raise EvaluateError(f"{path.name} has another vocabulary than the source: it cannot be compared")
             if keep is not None:
                 keep[c] = logp
@@ -238,7 +259,15 @@ def measure(path: Path, chunks: list[list[int]], request: LadderRequest, referen
             if s.kl is not None:
                 kl.append(s.kl)
                 same.append(s.same_top)
-        report(Progress(len(chunks), steps, "", f"{label}: generating", f"Measuring {label}"))
+    finally:
+        llm.close()
+    cancel.check()
+    report(Progress(len(chunks), steps, "", f"{label}: timing", stage))
+    llm = _load(path, request, logits_all=False)
+    try:
+        _read(llm, chunks[0][:EVAL_SLICE], cancel)  # warm-up: first-use costs are not the model's speed
+        read_s = _read(llm, chunks[0], cancel)
+        report(Progress(len(chunks) + 1, steps, "", f"{label}: timing generation", stage))
         generate_tps = _generation_speed(llm, request, cancel)
     finally:
         llm.close()
@@ -250,14 +279,14 @@ def measure(path: Path, chunks: list[list[int]], request: LadderRequest, referen
         kl_mean=float(all_kl.mean()),
         kl_p99=float(np.percentile(all_kl, 99)),
         top1_agreement=float(all_same.mean()),
-        prompt_tps=len(chunks) * context / read_s if read_s > 0 else 0.0,
+        prompt_tps=context / read_s if read_s > 0 else 0.0,
         generate_tps=generate_tps,
         tokens_scored=len(all_nll),
     )
 
 
 def _generation_speed(llm, request: LadderRequest, cancel: CancelToken) -> float:
-    """Tokens per second generating greedily after a short prompt (sampling itself is not timed)."""
+    """Tokens per second generating greedily after a short prompt (choosing the token is not timed)."""
     if request.generate_tokens <= 0:
         return 0.0
     llm.reset()
