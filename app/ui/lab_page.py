@@ -286,7 +286,7 @@ class LadderChart(QWidget):
             axis.enableAutoSIPrefix(False)
         dot = '<span style="color:{};">●</span>&nbsp;{}'  # wraps between entries only
         self.legend.setText("&nbsp;&nbsp; ".join(dot.format(c[tone], words.replace(" ", "&nbsp;")) for tone, words in (
-            ("accent", "source"), ("ok", "close"), ("warning", "noticeable"), ("error", "large loss"))))
+            ("accent", "source"), ("ok", "close or small loss"), ("warning", "noticeable"), ("error", "large loss"))))
         self.legend.setToolTip(f"Colours from the KL divergence: close to the original below {CLOSE_KL}, small "
                                f"loss below {SMALL_KL}, noticeable below {NOTICEABLE_KL}, large loss above; the "
                                "source is the reference")

@@ -128,24 +128,29 @@ def _palette(c: dict[str, str]) -> QPalette:
     return p
 
 
-def _arrow_files(c: dict[str, str]) -> dict[str, str]:
-    """Style sheets can only show image files, so the arrows are written once per tone to a temp folder."""
+# Images the style sheet shows: (icon, palette tone, the ${token} the style sheet names it by).
+_SHEET_IMAGES = (("chevron-up", "muted", "arrow_up"), ("chevron-down", "muted", "arrow_down"),
+                 ("check", "accent_text", "check"))
+
+
+def _image_files(c: dict[str, str]) -> dict[str, str]:
+    """Style sheets can only show image files, so their icons are written once per tone to a temp folder."""
     folder = Path(tempfile.gettempdir()) / "quantdesk-icons"
     folder.mkdir(exist_ok=True)
     out = {}
-    for name in ("chevron-up", "chevron-down"):
-        path = folder / f"{name}-{c['muted'].lstrip('#')}.svg"
+    for name, tone, token in _SHEET_IMAGES:
+        path = folder / f"{name}-{c[tone].lstrip('#')}.svg"
         if not path.exists():
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(_svg_source(name).replace("currentColor", c["muted"]), encoding="utf-8")
+            tmp.write_text(_svg_source(name).replace("currentColor", c[tone]), encoding="utf-8")
             os.replace(tmp, path)
-        out[name.replace("chevron-", "arrow_")] = path.as_posix()
+        out[token] = path.as_posix()
     return out
 
 
 def style_sheet(c: dict[str, str]) -> str:
     template = (RESOURCES / "style.qss").read_text(encoding="utf-8")
-    return Template(template).safe_substitute({**c, **_arrow_files(c)})
+    return Template(template).safe_substitute({**c, **_image_files(c)})
 
 
 class _Notifier(QObject):
