@@ -164,3 +164,30 @@ def test_a_bad_source_is_an_error_in_place(qtbot, tmp_path: Path) -> None:
     assert "Traceback" not in page.error.message.text()
     qtbot.waitUntil(lambda: page.run_button.isEnabled(), timeout=5_000)
     assert list_results() == []
+
+
+def test_opening_the_window_does_not_load_the_chart_library(tmp_path: Path) -> None:
+    """pyqtgraph costs a few tenths of a second to import: the window opens without it, even with
+    saved runs, and the Lab builds its chart when it is first shown."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from app.ui.app import make_application\n"
+        "from app.ui.main_window import MainWindow\n"
+        "app = make_application([])\n"
+        "w = MainWindow(); w.show(); app.processEvents()\n"
+        "print('at start:', 'pyqtgraph' in sys.modules)\n"
+        "w.switch_to('lab'); app.processEvents()\n"
+        "print('on the Lab:', 'pyqtgraph' in sys.modules, len(w.page('lab').chart.points()))\n"
+    )
+    env = {**os.environ, "QUANTDESK_HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen"}
+    subprocess.run([sys.executable, "-c", "from tests.ui.test_lab_page import _saved; "
+                    "_saved('2026-11-22T10:00:00+00:00', 'Saved-F16.gguf')"], env=env, check=True,
+                   cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert "at start: False" in out.stdout, out.stdout + out.stderr
+    assert "on the Lab: True 5" in out.stdout, out.stdout + out.stderr
