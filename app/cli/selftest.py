@@ -36,9 +36,16 @@ def _check_window() -> str:
     app = make_application([])
     window = MainWindow()
     pages = window.page_count()
+    window.page("lab").chart  # the Lab's chart library (pyqtgraph), which loads only when needed
     window.close()
     del app
-    return f"main window built offscreen with {pages} pages"
+    return f"main window built offscreen with {pages} pages, the Lab's chart included"
+
+
+def _check_lab() -> str:
+    from app.core.evaluate import builtin_text
+
+    return f"evaluation text of {len(builtin_text()):,} characters"
 
 
 def _check_generate() -> str:
@@ -62,6 +69,7 @@ CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("native k-quant library", _check_native),
     ("llama.cpp", _check_llama),
     ("main window", _check_window),
+    ("Lab", _check_lab),
     ("starter model", _check_generate),
 ]
 
