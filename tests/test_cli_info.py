@@ -59,3 +59,60 @@ def test_info_on_broken_files_is_one_line(tmp_path, starter_model, case, capsys)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("quantdesk: "), err
     assert "Traceback" not in err
+
+
+def test_metadata_values_of_the_wrong_type_read_as_unknown(tmp_path, capsys):
+    """A string or an array where the context length belongs was a ValueError / TypeError traceback."""
+    import gguf
+    import numpy as np
+
+    from app.cli import main
+
+    for name, add in (("str", lambda w: w.add_string("llama.context_length", "lots")),
+                      ("array", lambda w: w.add_array("llama.context_length", [1, 2]))):
+        path = tmp_path / f"{name}.gguf"
+        w = gguf.GGUFWriter(str(path), arch="llama")
+        add(w)
+        w.add_string("llama.block_count", "x")
+        w.add_tensor("a.weight", np.ones((4, 32), dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        assert main(["info", str(path)]) == 0
+        out, err = capsys.readouterr()
+        assert "Context length: unknown" in out and err == ""
+        assert main(["info", "--json", str(path)]) == 0
+        assert '"context_length": null' in capsys.readouterr().out
+
+
+def test_escape_sequences_in_metadata_are_shown_escaped(tmp_path, capsys):
+    """A hostile name could clear the terminal or retitle the window when printed raw."""
+    import gguf
+    import numpy as np
+
+    from app.cli import main
+
+    path = tmp_path / "ansi.gguf"
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    w.add_name("evil\x1b]0;pwned\x07\x1b[2J\nname")
+    w.add_tensor("a.weight", np.ones((4, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "Name:           evil\\x1b]0;pwned\\x07\\x1b[2J\\nname\n" in out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pipe whose reader has gone")
+def test_a_closed_pipe_is_not_a_traceback(starter_model):
+    """`quantdesk info FILE | head -1`: the reader leaves early; was a BrokenPipeError traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "app", "info", str(starter_model)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # before the program writes a line
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=60) == 141 and err == ""

@@ -6,6 +6,7 @@ package and registers itself through `add_parser(subparsers)`; COMMANDS lists th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -59,3 +60,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("quantdesk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `quantdesk models | head`: the reader is gone, which is not an error
+        try:  # keep Python from failing again when it flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # what a program killed by SIGPIPE reports in a shell

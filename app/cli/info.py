@@ -22,6 +22,12 @@ def format_params(n: int) -> str:
     return str(n)
 
 
+def printable(text: str) -> str:
+    """Metadata as it may be shown on a terminal: a file's name or architecture can hold escape
+    sequences (clearing the screen, retitling the window) or newlines; those are shown escaped."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def run(args: argparse.Namespace) -> int:
     from app.cli import UserError
 
@@ -45,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
         ("Size", f"{human_bytes(info.size_bytes)} ({info.size_bytes:,} bytes)"),
     ]
     for key, value in rows:
-        print(f"{key + ':':16}{value}")
+        print(f"{key + ':':16}{printable(value)}")
     return 0

@@ -12,10 +12,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.cli import UserError
     from app.core import library
     from app.core.units import human_bytes
 
-    entries = library.list_models()
+    try:
+        entries = library.list_models()
+    except OSError as e:  # the data folder cannot be made: read-only, or a file of that name
+        raise UserError(f"cannot use the data folder {e.filename or ''} ({e.strerror or e}); "
+                        "set QUANTDESK_HOME to a folder you can write") from None
     if args.json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
         return 0

@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
         result = run_job(quantize_job(request))
     except QuantizeError as e:
         raise UserError(str(e)) from None
+    except OSError as e:  # a full disk, a file size limit, a failing drive: nothing was left behind
+        raise UserError(f"{e.filename or args.output}: {e.strerror or e}; nothing was written") from None
     except Cancelled:
         print("quantdesk: cancelled; nothing was written", file=sys.stderr)
         return 130

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import psutil
 
-from app.core.gguf_index import GGUFError, read_index
+from app.core.gguf_index import GGUFError, read_index, whole_number
 from app.core.jobs import CancelToken, Job, Progress, ProgressCallback
 
 # KV cache types a user can pick; quantized V cache needs flash attention in llama.cpp.
@@ -159,10 +159,12 @@ _metadata_cache: dict[tuple, dict[str, Any]] = {}
 
 
 def _as_int(value: Any) -> int:
-    """head_count_kv can be a per-layer list; the largest entry sizes the cache."""
+    """head_count_kv can be a per-layer list; the largest entry sizes the cache. A value that is
+    not a count (a damaged or hostile file) reads as 0, unknown: llama.cpp says what is wrong
+    when it loads the model."""
     if isinstance(value, (list, tuple)):
-        return int(max(value)) if value else 0
-    return int(value or 0)
+        return max([0, *(n for n in map(whole_number, value) if n is not None)])
+    return max(0, whole_number(value) or 0)
 
 
 def default_settings(facts: ModelFacts) -> ChatSettings:
@@ -373,11 +375,15 @@ class ChatEngine:
                 raise ChatError(f"unknown KV cache type {settings.kv_cache_type!r}; pick one of {', '.join(KV_CACHE_TYPES)}")
             kwargs.update(type_k=_KV_GGML_TYPE[settings.kv_cache_type], type_v=_KV_GGML_TYPE[settings.kv_cache_type],
                           flash_attn=True)  # llama.cpp needs flash attention for a quantized V cache
+        import jinja2
+
         try:
             # llama.cpp prints its load log on the C stderr; verbose=False keeps most of it quiet.
             llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError, OSError) as e:
             raise ChatError(f"{path.name}: llama.cpp could not load it ({e})") from None
+        except jinja2.TemplateError as e:  # llama-cpp-python compiles the file's chat template while loading
+            raise ChatError(f"{path.name}: its chat template is not valid Jinja ({e}); the file is damaged") from None
         if cancel.cancelled:  # loading itself cannot be interrupted; honour the cancel right after
             llm.close()
             cancel.check()
@@ -445,7 +451,13 @@ class ChatEngine:
         t0 = time.perf_counter()
         t_first = t_last = 0.0
         next_report = 0.0  # progress goes out at most ~30 times a second: readers are throttled anyway
-        chunks = self._llm.create_chat_completion(messages=msgs, stream=True, **self.completion_kwargs(settings))
+        import jinja2
+
+        try:  # the prompt is rendered here, by the model's own template: a file's template can fail
+            chunks = self._llm.create_chat_completion(messages=msgs, stream=True, **self.completion_kwargs(settings))
+        except (jinja2.TemplateError, ValueError, TypeError) as e:  # its raise_exception() raises ValueError
+            raise ChatError(f"the model's chat template failed on this conversation ({type(e).__name__}: {e}); "
+                            "choose a built-in template in the chat settings") from None
         try:
             for chunk in chunks:
                 if cancel.cancelled:

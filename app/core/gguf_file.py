@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import gguf
 
-from app.core.gguf_index import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, read_index
+from app.core.gguf_index import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, read_index, whole_number
 
 __all__ = ["GGUFError", "GGUF_MAGIC", "SUPPORTED_VERSIONS", "open_gguf", "read_info", "ModelInfo"]
 
@@ -92,7 +92,6 @@ def read_info(path: str | Path) -> ModelInfo:
     idx = read_index(path)
     arch = str(idx.get("general.architecture", "unknown"))
     histogram = Counter(t.type.name for t in idx.tensors)
-    ctx = idx.get(f"{arch}.context_length")
     return ModelInfo(
         path=idx.path,
         size_bytes=idx.size,
@@ -101,8 +100,8 @@ def read_info(path: str | Path) -> ModelInfo:
         parameters=sum(t.n_elements for t in idx.tensors),
         file_type=file_type_name(idx.get("general.file_type")),
         tensor_types=dict(histogram.most_common()),
-        context_length=int(ctx) if ctx is not None else None,
+        context_length=whole_number(idx.get(f"{arch}.context_length")),  # None when absent or not a number
         has_chat_template="tokenizer.chat_template" in idx.fields,
-        block_count=idx.get(f"{arch}.block_count"),
-        embedding_length=idx.get(f"{arch}.embedding_length"),
+        block_count=whole_number(idx.get(f"{arch}.block_count")),
+        embedding_length=whole_number(idx.get(f"{arch}.embedding_length")),
     )

@@ -159,6 +159,15 @@ def _read_kv(c: _Cursor) -> KV:
     return kv
 
 
+def whole_number(value: Any) -> Optional[int]:
+    """A metadata value as an int when it is an integer, else None. A count or length read from a
+    file we did not write may be a string, a float, a bool or an array; callers decide whether
+    that is an error (quantize) or just unknown (info, chat)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return None
+
+
 def read_index(path: str | Path) -> GGUFIndex:
     """Index and validate a GGUF file. Raises GGUFError with a one-line message."""
     path = Path(path)
@@ -168,6 +177,8 @@ def read_index(path: str | Path) -> GGUFIndex:
         raise GGUFError(f"{path}: no such file") from None
     except OSError as e:
         raise GGUFError(f"{path}: cannot read ({e.strerror})") from None
+    if path.is_dir():
+        raise GGUFError(f"{path}: a folder, not a GGUF file (a Hugging Face checkpoint must be converted to GGUF first)")
     if not path.is_file():
         raise GGUFError(f"{path}: not a file")
     name = path.name
@@ -189,6 +200,8 @@ def _parse(path: Path, name: str, size: int, buf: memoryview) -> GGUFIndex:
     c = _Cursor(buf, name)
     c.pos = 4
     version = c.u32()
+    if version not in SUPPORTED_VERSIONS and int.from_bytes(version.to_bytes(4, "little"), "big") in SUPPORTED_VERSIONS:
+        raise GGUFError(f"{name}: a big-endian GGUF file (made for s390x machines); only little-endian files can be read")
     if version not in SUPPORTED_VERSIONS:
         raise GGUFError(f"{name}: unsupported GGUF version {version} (supported: 2 and 3)")
     n_tensors, n_kv = c.u64(), c.u64()
@@ -197,6 +210,8 @@ def _parse(path: Path, name: str, size: int, buf: memoryview) -> GGUFIndex:
     idx = GGUFIndex(path=path, size=size, version=version)
     for _ in range(n_kv):
         kv = _read_kv(c)
+        if kv.key in idx.fields:  # which one counts? llama.cpp refuses the file too
+            raise GGUFError(f"{name}: corrupt metadata (the key {kv.key!r} appears twice)")
         idx.fields[kv.key] = kv
     align = idx.get("general.alignment", 32)
     if not isinstance(align, int) or align <= 0 or align & (align - 1):
@@ -205,6 +220,8 @@ def _parse(path: Path, name: str, size: int, buf: memoryview) -> GGUFIndex:
     raw_tensors = []
     for _ in range(n_tensors):
         tname = c.string()
+        if len(tname.encode("utf-8", "replace")) >= 64:  # GGML_MAX_NAME: llama.cpp cannot load the file
+            raise GGUFError(f"{name}: tensor name {tname[:40]!r}... is too long (at most 63 bytes)")
         n_dims = c.u32()
         if n_dims > 4:
             raise GGUFError(f"{name}: tensor {tname!r} has {n_dims} dimensions (at most 4)")
@@ -214,6 +231,7 @@ def _parse(path: Path, name: str, size: int, buf: memoryview) -> GGUFIndex:
         raw_tensors.append((tname, shape, raw_type, offset))
     idx.data_offset = -(-c.pos // align) * align
     seen: set[str] = set()
+    expected_offset = 0
     for tname, shape, raw_type, offset in raw_tensors:
         if tname in seen:
             raise GGUFError(f"{name}: duplicate tensor name {tname!r}")
@@ -233,6 +251,10 @@ def _parse(path: Path, name: str, size: int, buf: memoryview) -> GGUFIndex:
         if n % block:
             raise GGUFError(f"{name}: tensor {tname!r} has {n} elements, not a multiple of {block} for {qtype.name}")
         nbytes = n // block * type_size
+        if offset != expected_offset:
+            # llama.cpp wants the tensors in order, each aligned, none overlapping or with gaps
+            raise GGUFError(f"{name}: tensor {tname!r} is at offset {offset}, expected {expected_offset} (corrupt tensor table)")
+        expected_offset += -(-nbytes // align) * align
         start = idx.data_offset + offset
         if start + nbytes > size:
             raise GGUFError(f"{name}: tensor {tname!r} data runs past the end of the file (truncated?)")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.core.gguf_file import GGUFError, field_value, open_gguf
+from app.core.gguf_index import whole_number
 
 
 class ImatrixError(Exception):
@@ -115,7 +116,7 @@ def _from_reader(path: Path, reader) -> Imatrix:  # noqa: ANN001 - gguf.GGUFRead
         raise ImatrixError(f"{path.name}: a GGUF file, but not an imatrix (no .in_sum2 tensors)")
     datasets = field_value(reader, "imatrix.datasets", [])
     im.datasets = [str(d) for d in datasets] if isinstance(datasets, list) else [str(datasets)]
-    im.chunk_count = int(field_value(reader, "imatrix.chunk_count", 0) or 0)
+    im.chunk_count = whole_number(field_value(reader, "imatrix.chunk_count", 0)) or 0  # a string: unknown
     return im
 
 

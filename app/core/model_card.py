@@ -104,10 +104,12 @@ def file_sha256(path: str | Path, stop: Optional[threading.Event] = None) -> str
             cache = {}
         cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}
         cache[key] = digest
-        tmp = _cache_file().with_name(f".hash-cache.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp: Optional[Path] = None
         try:
+            tmp = _cache_file().with_name(f".hash-cache.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(cache), encoding="utf-8")
             renames.replace(tmp, _cache_file())
-        except OSError:  # e.g. another Quantdesk process holds the cache open (Windows): skip remembering
-            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. another Quantdesk process holds the cache open (Windows), or the data
+            if tmp is not None:  # folder cannot be made (read-only, a file of that name): skip remembering
+                tmp.unlink(missing_ok=True)
     return digest

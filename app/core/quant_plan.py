@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import gguf
 import numpy as np
 
-from app.core.gguf_index import GGUFIndex
+from app.core.gguf_index import GGUFIndex, whole_number
 
 T = gguf.GGMLQuantizationType
 
@@ -128,23 +128,31 @@ class ModelParams:
         return self.arch == "llama" and self.n_layer == 80 and self.n_head != self.n_head_kv
 
 
-def _first_int(value: object, default: int) -> int:
+def _first_int(index: GGUFIndex, key: str, default: int) -> int:
+    """A count from the metadata. llama.cpp refuses a model whose count is not a whole number
+    (a string, a float ...), so a plan for it is refused too, with the key named."""
+    value = index.get(key)
     if value is None:
         return default
     if isinstance(value, list):  # per-layer arrays: llama.cpp's n_gqa() looks at layer 0
-        return int(value[0]) if value else default
-    return int(value)
+        if not value:
+            return default
+        value = value[0]
+    n = whole_number(value)
+    if n is None or n < 0:
+        raise PlanError(f"the metadata key {key} is {value!r}, not a count; the model is damaged")
+    return n
 
 
 def model_params(index: GGUFIndex) -> ModelParams:
     arch = str(index.get("general.architecture", "unknown"))
-    n_head = _first_int(index.get(f"{arch}.attention.head_count"), 0)
+    n_head = _first_int(index, f"{arch}.attention.head_count", 0)
     return ModelParams(
         arch=arch,
-        n_layer=_first_int(index.get(f"{arch}.block_count"), 0),
+        n_layer=_first_int(index, f"{arch}.block_count", 0),
         n_head=n_head,
-        n_head_kv=_first_int(index.get(f"{arch}.attention.head_count_kv"), n_head),
-        n_expert=_first_int(index.get(f"{arch}.expert_count"), 0),
+        n_head_kv=_first_int(index, f"{arch}.attention.head_count_kv", n_head),
+        n_expert=_first_int(index, f"{arch}.expert_count", 0),
     )
 
 

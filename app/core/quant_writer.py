@@ -122,10 +122,14 @@ def _link_fd(fd: int, dest: Path) -> None:
     os.link(f"/proc/self/fd/{fd}", dest)
 
 
+TEMP_NAME_CHARS = 48  # of dest's name kept in the hidden name: it must fit where dest fits (255 bytes)
+
+
 def temp_name_for(dest: Path) -> Path:
     """A hidden name beside `dest` for a file still being written, carrying this process's id so
-    that one left behind by a killed run can be recognised and removed later."""
-    return dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    that one left behind by a killed run can be recognised and removed later. A long name is cut:
+    the additions must not take a name that fits past the file system's limit."""
+    return dest.with_name(f".{dest.name[:TEMP_NAME_CHARS]}.{os.getpid()}-{secrets.token_hex(4)}.partial")
 
 
 _TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.partial$")

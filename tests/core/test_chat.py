@@ -167,3 +167,40 @@ def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
     # More offloaded than the card holds: refused, whatever the RAM.
     assert estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9,
                            vram_free_bytes=10**6).verdict == "won't fit"
+
+
+def _with_template(starter_model, tmp_path, template: str):
+    """The starter model with its chat template replaced in place (padded with spaces to the same
+    length, so the rest of the file stays where it was)."""
+    from app.core.gguf_index import read_index
+
+    kv = read_index(starter_model).fields["tokenizer.chat_template"]
+    old = kv.value.encode("utf-8")
+    data = bytearray(starter_model.read_bytes())
+    at = data.index(old, kv.start)
+    data[at : at + len(old)] = template.encode("utf-8").ljust(len(old), b" ")
+    path = tmp_path / "templated.gguf"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_chat_template_that_is_not_jinja_is_a_one_line_error(starter_model, tmp_path):
+    """llama-cpp-python compiles the file's template while loading: a TemplateSyntaxError escaped."""
+    path = _with_template(starter_model, tmp_path, "{% for m in %}{{ m }")
+    with pytest.raises(ChatError, match=r"templated.gguf: its chat template is not valid Jinja") as info:
+        ChatEngine().load(path, ChatSettings(**GREEDY))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("template", ["{{ raise_exception('no system role') }}", "{{ messages[7].content }}"])
+def test_a_chat_template_failing_on_the_conversation_is_a_one_line_error(starter_model, tmp_path, template):
+    """Its raise_exception() or a missing message escaped as ValueError / UndefinedError."""
+    e = ChatEngine()
+    e.load(_with_template(starter_model, tmp_path, template), ChatSettings(**GREEDY))
+    try:
+        with pytest.raises(ChatError, match="the model's chat template failed on this conversation"):
+            e.generate(QUESTION, ChatSettings(**GREEDY))
+        e.set_template("chatml")  # the way out the message names
+        assert e.generate(QUESTION, ChatSettings(**{**GREEDY, "max_tokens": 2})).text
+    finally:
+        e.unload()

@@ -312,3 +312,153 @@ def test_write_failure_leaves_nothing(ckpt: Path, tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(converter, "convert_slice", failing)
     _refused(ckpt, tmp_path / "out", "writing out.gguf failed: No space left on device")
+
+
+def _header(ckpt: Path) -> tuple[dict, bytes]:
+    data = (ckpt / "model.safetensors").read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
+
+
+def _rewrite(ckpt: Path, header: dict, payload: bytes) -> None:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    (ckpt / "model.safetensors").write_bytes(len(text).to_bytes(8, "little") + text + payload)
+
+
+def _set_bf16(ckpt: Path, tensor: str, index: int, bits: int) -> None:
+    header, payload = _header(ckpt)
+    at = header[tensor]["data_offsets"][0] + 2 * index
+    _rewrite(ckpt, header, payload[:at] + bits.to_bytes(2, "little") + payload[at + 2 :])
+
+
+@pytest.mark.parametrize("outtype", ["f16", "Q4_K_M"])
+@pytest.mark.parametrize("tensor, bits, match", [
+    ("model.layers.0.self_attn.q_proj.weight", 0x7FC0, "q_proj.weight' holds NaN or Inf values"),
+    ("model.norm.weight", 0x7F80, "model.norm.weight' holds NaN or Inf values"),
+    ("model.layers.0.mlp.down_proj.weight", 0x4F80, "down_proj.weight' holds values too large for F16; convert to bf16"),
+])
+def test_nan_inf_or_f16_overflow_in_the_weights(ckpt: Path, tmp_path: Path, tensor: str, bits: int, match: str,
+                                               outtype: str) -> None:
+    """Were written into the GGUF as they were (NaN), or as Inf (4.3e9 does not fit F16)."""
+    _set_bf16(ckpt, tensor, 3, bits)
+    _refused(ckpt, tmp_path / "out", match, outtype)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"rms_norm_eps": "tiny"}, "give llama.attention.layer_norm_rms_epsilon the value 'tiny', which is not a valid float32"),
+    ({"max_position_embeddings": "4k"}, "give llama.context_length the value '4k', which is not a valid uint32"),
+    ({"rope_scaling": "linear"}, "config.json: rope_scaling should be an object, not 'linear'"),
+    ({"rope_scaling": {"type": "linear", "factor": "x"}}, "llama.rope.scaling.factor the value 'x'"),
+    ({"num_attention_heads": 3}, r"q_proj.weight: 64 rows cannot be split into 3 heads \(num_attention_heads"),
+    ({"num_key_value_heads": "2"}, r"k_proj.weight: 32 rows cannot be split into '2' heads"),
+    ({"vocab_size": "320"}, "config.json: vocab_size is '320', not a positive integer"),
+    ({"architectures": [["LlamaForCausalLM"]]}, r"architecture \['LlamaForCausalLM'\] is not supported"),
+    ({"text_config": {"architectures": [[1]]}}, r"architecture \[1\] is not supported"),
+    ({"rope_parameters": {"full_attention": "x"}}, "full_attention and sliding_attention should be objects"),
+    ({"rope_scaling": {"rope_type": "llama3", "factor": "x"}}, "rope_scaling of type llama3 needs numbers"),
+])
+def test_config_values_of_the_wrong_type(ckpt: Path, tmp_path: Path, changes: dict, match: str) -> None:
+    """Strings where numbers belong were struct.error / ValueError tracebacks, some mid-write."""
+    _edit_config(ckpt, **changes)
+    _refused(ckpt, tmp_path / "out", match)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("tokenizer_config-list", "tokenizer_config.json: not a JSON object"),
+    ("added-token-id-not-a-number", r"the tokenizer files are malformed \(ValueError"),
+    ("generation_config-list", "give general.sampling.top_k the value \\[1\\], which is not a valid int32"),
+    ("deeply-nested-config", r"config.json: not valid JSON \(RecursionError\)"),
+    ("weights-are-a-folder", r"model.safetensors: cannot read \(Is a directory\)"),
+    ("overlapping-tensors", "tensors 'model.norm.weight' and 'model.embed_tokens.weight' overlap"),
+    ("bool-in-a-shape", r"malformed safetensors header \(entry 'model.norm.weight'\)"),
+    ("yaml-error-in-the-model-card", r"cannot read the model card .*ParserError: while parsing a flow sequence"),
+])
+def test_malformed_checkpoint_files(ckpt: Path, tmp_path: Path, case: str, match: str) -> None:
+    """Each was a traceback (or, for overlapping tensors, a model with wrong weights)."""
+    if case == "tokenizer_config-list":
+        (ckpt / "tokenizer_config.json").write_text("[]", encoding="utf-8")
+    elif case == "added-token-id-not-a-number":
+        (ckpt / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {"x": {"content": "a"}}}),
+                                                   encoding="utf-8")
+    elif case == "generation_config-list":
+        (ckpt / "generation_config.json").write_text('{"top_k": [1]}', encoding="utf-8")
+    elif case == "deeply-nested-config":
+        (ckpt / "config.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    elif case == "weights-are-a-folder":
+        (ckpt / "model.safetensors").unlink()
+        (ckpt / "model.safetensors").mkdir()
+    elif case == "overlapping-tensors":
+        header, payload = _header(ckpt)
+        header["model.norm.weight"]["data_offsets"] = [0, 128]  # inside the embedding's bytes
+        _rewrite(ckpt, header, payload)
+    elif case == "bool-in-a-shape":
+        header, payload = _header(ckpt)
+        header["model.norm.weight"]["shape"] = [True, 64]
+        _rewrite(ckpt, header, payload)
+    elif case == "yaml-error-in-the-model-card":
+        (ckpt / "README.md").write_text("---\nlicense: [unclosed\n---\nhello\n", encoding="utf-8")
+    _refused(ckpt, tmp_path / "out", match)
+
+
+@pytest.mark.parametrize("outtype", ["f16", "Q8_0"])
+def test_the_output_never_replaces_a_file_of_the_checkpoint(ckpt: Path, tmp_path: Path, outtype: str) -> None:
+    """--overwrite with the weights' own name replaced them: the checkpoint was gone."""
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    (tmp_path / "link.json").symlink_to(ckpt / "config.json")
+    for target in (ckpt / "model.safetensors", tmp_path / "link.json"):
+        with pytest.raises(ConvertError, match="would replace a file of the checkpoint"):
+            convert(ConvertRequest(ckpt, target, outtype, overwrite=True))
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+    with pytest.raises(ConvertError, match="is a folder"):  # found before the work, not when renaming
+        convert(ConvertRequest(ckpt, ckpt, outtype, overwrite=True))
+    convert(ConvertRequest(ckpt, ckpt / "model.gguf", outtype, overwrite=True))  # a GGUF beside it is fine
+
+
+def test_a_read_only_output_folder(ckpt: Path, tmp_path: Path) -> None:
+    """Was an OSError traceback (EROFS) from opening the output."""
+    import os
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs Linux and root")
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        for outtype in ("f16", "Q4_0"):
+            with pytest.raises(ConvertError, match="no permission to write here"):
+                convert(ConvertRequest(ckpt, ro / "out.gguf", outtype))
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_a_full_disk_while_quantizing_is_one_line(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The F16 intermediate fits, the quantized file does not: was an OSError traceback."""
+    import errno
+
+    from app.core.quant_writer import AtomicOutput
+
+    real_write = AtomicOutput.write
+
+    def failing_write(self: AtomicOutput, data: object) -> None:
+        if self.dest.name == "out.gguf" and self._written > 20_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, data)
+
+    monkeypatch.setattr(AtomicOutput, "write", failing_write)
+    _refused(ckpt, tmp_path / "out", "writing out.gguf failed: No space left on device", "Q8_0")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows limits the whole path, not each name")
+def test_long_output_names(ckpt: Path, tmp_path: Path) -> None:
+    """240 bytes fit the file system but not the F16 intermediate's hidden name (a traceback);
+    300 bytes do not fit at all (an OSError traceback from checking whether the output exists)."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    convert(ConvertRequest(ckpt, out_dir / ("a" * 235 + ".gguf"), "Q8_0"))
+    for outtype in ("f16", "Q8_0"):
+        with pytest.raises(ConvertError, match="File name too long"):
+            convert(ConvertRequest(ckpt, out_dir / ("b" * 300 + ".gguf"), outtype))
+    assert {n[:3] for n in (p.name for p in out_dir.iterdir())} == {"aaa"}

@@ -88,3 +88,19 @@ def test_a_rejected_gguf_imatrix_is_not_left_mapped(tmp_path: Path) -> None:
         load_imatrix(path)
     assert not _mapped(path), "the error (still held, as the UI holds it to show it) keeps the file mapped"
     assert info.value is not None
+
+
+def test_a_gguf_chunk_count_that_is_not_a_number_is_unknown(tmp_path: Path) -> None:
+    """A string in imatrix.chunk_count was a ValueError traceback from `quantize --imatrix`."""
+    path = tmp_path / "odd.imatrix.gguf"
+    w = gguf.GGUFWriter(str(path), arch="")
+    w.add_key_value("imatrix.chunk_count", "lots", gguf.GGUFValueType.STRING)
+    w.add_tensor("blk.0.attn_q.weight.in_sum2", np.ones((1, 4), dtype=np.float32))
+    w.add_tensor("blk.0.attn_q.weight.counts", np.array([[2.0]], dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    im = load_imatrix(path)
+    assert im.chunk_count == 0
+    np.testing.assert_array_equal(im.values["blk.0.attn_q.weight"], [0.5] * 4)

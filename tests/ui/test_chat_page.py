@@ -1,7 +1,6 @@
 """Chat in the window with the real starter model: a turn, Stop, regenerate, edit, and the list."""
 from __future__ import annotations
 
-import time
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer

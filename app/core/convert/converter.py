@@ -13,6 +13,8 @@ folder, handed to app.core.quantize, and removed whatever happens.
 from __future__ import annotations
 
 import json
+import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -130,8 +132,10 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ConvertError(f"{folder.name}: no config.json (not a Hugging Face checkpoint folder?)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ConvertError(f"config.json: not valid JSON ({type(e).__name__})") from None
+    except OSError as e:
+        raise ConvertError(f"config.json: cannot read ({e.strerror})") from None
     if not isinstance(config, dict):
         raise ConvertError("config.json: not a JSON object")
     return config
@@ -141,9 +145,9 @@ def family_for(folder: Path, config: dict[str, Any]) -> Family:
     archs = config.get("architectures") or []
     arch = archs[0] if isinstance(archs, list) and archs else None
     text = config.get("text_config")
-    if isinstance(text, dict) and text.get("architectures"):
+    if isinstance(text, dict) and isinstance(text.get("architectures"), list) and text["architectures"]:
         arch = text["architectures"][0]
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:  # config.json may hold anything
         raise ConvertError(
             f"architecture {arch or '(none given)'} is not supported; supported: {', '.join(supported_architectures())}"
         )
@@ -191,8 +195,27 @@ def prepare(request: ConvertRequest, float_outtype: Optional[str] = None) -> Pre
     except KeyError as e:
         raise ConvertError(f"config.json: {e.args[0]!r} is missing") from None
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    family.set_vocab(w)
+    try:
+        family.set_vocab(w)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        # tokenizer files are JSON anyone can write: a list where an object belongs, an id that is
+        # not a number ... (the reference stops with a traceback)
+        raise ConvertError(f"the tokenizer files are malformed ({type(e).__name__}: {e})"[:200]) from None
+    _check_metadata(w)
     return Prepared(request, family, planned, w, qtypes, sizes)
+
+
+def _check_metadata(w: gguf.GGUFWriter) -> None:
+    """Every key must pack as its GGUF type before the file is started: config.json may hold a
+    string where a number belongs ("rope_theta": "big"), which gguf's writer finds only mid-write."""
+    for kv_data in w.kv_data:
+        for key, val in kv_data.items():
+            try:
+                w._pack_val(val.value, val.type, add_vtype=True, sub_type=val.sub_type)
+            except (struct.error, TypeError, ValueError, OverflowError):
+                raise ConvertError(
+                    f"the checkpoint's config files give {key} the value {val.value!r:.60}, which is not a valid {val.type.name.lower()}"
+                ) from None
 
 
 def _set_general_metadata(w: gguf.GGUFWriter, folder: Path) -> None:
@@ -201,14 +224,15 @@ def _set_general_metadata(w: gguf.GGUFWriter, folder: Path) -> None:
     try:
         meta = gguf.Metadata.load(None, folder, None, total)
     except Exception as e:  # a model card gguf cannot parse (YAML, JSON) is the user's file, not our bug
-        raise ConvertError(f"cannot read the model card or config for general metadata ({type(e).__name__}: {e})"[:200]) from None
+        problem = " ".join(str(e).split())  # YAML errors span lines; the message is one
+        raise ConvertError(f"cannot read the model card or config for general metadata ({type(e).__name__}: {problem})"[:200]) from None
     gen_file = folder / "generation_config.json"
     if meta.sampling_penalty_repeat is None and gen_file.is_file():
         # the reference's gguf-py also reads transformers' name for the repeat penalty
         try:
             gen = json.loads(gen_file.read_text(encoding="utf-8"))
             meta.sampling_penalty_repeat = gen.get("penalty_repeat", gen.get("repetition_penalty"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError):
             pass
     if meta.name is None:
         meta.name = folder.name
@@ -222,8 +246,22 @@ def convert_slice(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndar
     if qtype == gguf.GGMLQuantizationType.F32:
         return np.ascontiguousarray(data, dtype=np.float32)
     if qtype == gguf.GGMLQuantizationType.F16:
-        return np.ascontiguousarray(data, dtype=np.float16)
+        with np.errstate(over="ignore"):  # a value beyond F16's range becomes Inf, refused by write()
+            return np.ascontiguousarray(data, dtype=np.float16)
     return gguf.quants.quantize(np.ascontiguousarray(data), qtype)
+
+
+def _check_finite(p: PlannedTensor, part: np.ndarray, blob: np.ndarray, qtype: gguf.GGMLQuantizationType) -> None:
+    """Refuse NaN and Inf weights (llama-quantize refuses the file later anyway, and a chat with
+    it only gives garbage), and values too large for F16, which would become Inf."""
+    from app.core.quantize import first_nonfinite_byte
+
+    if first_nonfinite_byte(blob, qtype) is None:
+        return
+    source = p.source.name if p.source is not None else p.name
+    if not np.isfinite(part).all():
+        raise ConvertError(f"tensor {source!r} holds NaN or Inf values; the checkpoint is damaged")
+    raise ConvertError(f"tensor {source!r} holds values too large for {qtype.name}; convert to bf16 or f32 instead")
 
 
 def planned_bytes(prepared: Prepared) -> int:
@@ -231,14 +269,35 @@ def planned_bytes(prepared: Prepared) -> int:
     return sum(ti.nbytes for t in prepared.writer.tensors for ti in t.values()) + (16 << 20)
 
 
-def check_destination(output: Path, overwrite: bool, needed: int) -> None:
+def _replaces_checkpoint_file(output: Path, folder: Path) -> bool:
+    """True when writing `output` would replace a file the checkpoint is made of (weights, config,
+    tokenizer, model card), by its own name, a symlink or a hard link. A GGUF beside them is not."""
+    try:
+        return output.exists() and any(
+            f.is_file() and not f.name.lower().endswith(".gguf") and os.path.samefile(f, output) for f in folder.iterdir()
+        )
+    except OSError:
+        return False
+
+
+def check_destination(output: Path, overwrite: bool, needed: int, source: Optional[Path] = None) -> None:
     from app.core.quantize import free_bytes
     from app.core.units import human_bytes
 
     if not output.parent.is_dir():
         raise ConvertError(f"{output.parent}: no such folder")
+    try:
+        output.exists()
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise ConvertError(f"{output.name}: {e.strerror or e}") from None
+    if source is not None and _replaces_checkpoint_file(output, source):
+        raise ConvertError(f"{output.name}: the output would replace a file of the checkpoint; choose another name")
     if output.exists() and not overwrite:
         raise ConvertError(f"{output} already exists")
+    if output.is_dir():
+        raise ConvertError(f"{output} is a folder")
+    if not os.access(output.parent, os.W_OK):  # also a read-only file system
+        raise ConvertError(f"{output.parent}: no permission to write here")
     free = free_bytes(output.parent)
     if free < needed:
         raise ConvertError(f"not enough disk space in {output.parent}: {human_bytes(needed)} needed, {human_bytes(free)} free")
@@ -255,8 +314,11 @@ def write(prepared: Prepared, report: ProgressCallback, cancel: CancelToken, sta
 
     req, w = prepared.request, prepared.writer
     total = sum(p.source.nbytes if p.source is not None else 0 for p in prepared.tensors) or 1
-    check_destination(req.output, req.overwrite, planned_bytes(prepared))
-    out = AtomicOutput(req.output, overwrite=req.overwrite)
+    check_destination(req.output, req.overwrite, planned_bytes(prepared), req.source)
+    try:
+        out = AtomicOutput(req.output, overwrite=req.overwrite)
+    except OSError as e:
+        raise ConvertError(f"cannot write in {req.output.parent}: {e.strerror or e}") from None
     try:
         w.fout = [out.file]
         w.state = gguf.gguf_writer.WriterState.EMPTY
@@ -275,6 +337,7 @@ def write(prepared: Prepared, report: ProgressCallback, cancel: CancelToken, sta
                 cancel.check()
                 report(Progress(done + _source_share(p, written, expected), total, "B", label, stage))
                 blob = convert_slice(part, qtype)
+                _check_finite(p, part, blob, qtype)
                 f.write(memoryview(blob).cast("B"))  # no copy of the slice
                 written += blob.nbytes
             if written != expected:
@@ -316,18 +379,21 @@ def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel
         file_type(request.outtype)
     except Exception:
         raise ConvertError(f"unknown output type {request.outtype!r}; use f32, f16, bf16 or a level such as Q4_K_M") from None
-    check_destination(request.output, request.overwrite, 0)
+    check_destination(request.output, request.overwrite, 0, request.source)
     report(Progress(0, 0, "B", "Reading the checkpoint", "Converting"))
     prepared = prepare(request, float_outtype="f16")
     # room for the F16 intermediate and the quantized result side by side (the result is smaller)
-    check_destination(request.output, request.overwrite, 2 * planned_bytes(prepared))
+    check_destination(request.output, request.overwrite, 2 * planned_bytes(prepared), request.source)
     # The intermediate sits beside the output (same disk), hidden, and is always removed; if the
     # process is killed, its name lets the next output written to that folder remove it.
     temp = temp_name_for(request.output.with_name(request.output.name + ".f16"))
     inner = ConvertRequest(request.source, temp, "f16", overwrite=True)
     prepared.request = inner
     try:
-        write(prepared, report, cancel)
+        try:
+            write(prepared, report, cancel)
+        except ConvertError as e:  # name the user's output, not our hidden intermediate
+            raise ConvertError(str(e).replace(temp.name, f"the F16 intermediate of {request.output.name}")) from None
         try:
             result = quantize_file(
                 QuantizeRequest(source=temp, output=request.output, level=request.outtype, overwrite=request.overwrite),
@@ -335,8 +401,13 @@ def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel
             )
         except QuantizeError as e:
             raise ConvertError(str(e)) from None
+        except OSError as e:  # a full disk while quantizing: the user's to fix, in one line
+            raise ConvertError(f"writing {request.output.name} failed: {e.strerror or e}") from None
     finally:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass  # e.g. a read-only folder, where it was never made; a later output sweeps a leftover
     _card_names_the_checkpoint(request)
     return ConvertResult(request.output, gguf.MODEL_ARCH_NAMES[prepared.family.gguf_arch], request.outtype,
                          result.n_tensors, result.output_bytes)

@@ -54,7 +54,7 @@ class PlannedTensor:
             return
         n_rows = self.rows if self.rows is not None else (self.source.shape[0] if self.source.shape else 1)
         per_row = max(1, int(np.prod(self.source.shape[1:])) if len(self.source.shape) > 1 else 1)
-        step = n_rows if (not self.row_local or len(self.source.shape) < 2) else max(1, SLICE_VALUES // per_row)
+        step = max(1, n_rows if (not self.row_local or len(self.source.shape) < 2) else SLICE_VALUES // per_row)
         for start in range(0, n_rows, step):
             arr = self.source.load_rows(start, min(n_rows, start + step))
             if not self.source.shape:
@@ -94,12 +94,19 @@ class Family:
         for key in ("num_hidden_layers", "hidden_size", "num_attention_heads"):
             if not isinstance(hp.get(key), int) or hp[key] <= 0:
                 raise ConvertError(f"config.json: {key} is missing or not a positive integer")
+        if hp.get("vocab_size") is not None and (not isinstance(hp["vocab_size"], int) or hp["vocab_size"] <= 0):
+            raise ConvertError(f"config.json: vocab_size is {hp['vocab_size']!r}, not a positive integer")
         return hp
 
     def rope_parameters(self, hp: dict[str, Any]) -> dict[str, Any]:
         """RoPE settings in one dict, as transformers presents them (rope_parameters)."""
-        rope = dict(hp.get("rope_parameters") or hp.get("rope_scaling") or {})
+        raw = hp.get("rope_parameters") or hp.get("rope_scaling") or {}
+        if not isinstance(raw, dict):
+            raise ConvertError(f"config.json: rope_scaling should be an object, not {raw!r:.60}")
+        rope = dict(raw)
         if "full_attention" in rope or "sliding_attention" in rope:
+            if not all(isinstance(rope.get(k, {}), dict) for k in ("full_attention", "sliding_attention")):
+                raise ConvertError("config.json: rope_parameters' full_attention and sliding_attention should be objects")
             return rope
         if "rope_type" not in rope and rope.get("type") is not None:
             rope["rope_type"] = rope["type"]

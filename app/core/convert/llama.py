@@ -13,6 +13,7 @@ import gguf
 import numpy as np
 
 from app.core.convert import vocab
+from app.core.convert.errors import ConvertError
 from app.core.convert.family import Family, PlannedTensor, Transform, llama3_rope_factors
 from app.core.convert.safetensors_file import LazyTensor
 
@@ -63,17 +64,26 @@ class LlamaFamily(Family):
         n_head = self.hp["num_attention_heads"]
         n_kv = self.hp.get("num_key_value_heads") or n_head
         if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
-            return lambda a: unpermute_rows(a, n_head)
-        if hf_name.endswith(("k_proj.weight", "k_proj.bias")):
-            return lambda a: unpermute_rows(a, n_kv)
-        return None
+            heads, key = n_head, "num_attention_heads"
+        elif hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+            heads, key = n_kv, "num_key_value_heads"
+        else:
+            return None
+        if not isinstance(heads, int) or heads <= 0 or not t.shape or t.shape[0] % (2 * heads):
+            rows = t.shape[0] if t.shape else 1
+            raise ConvertError(f"{hf_name}: {rows} rows cannot be split into {heads!r} heads ({key} in config.json)")
+        return lambda a: unpermute_rows(a, heads)
 
     def extra_tensors(self) -> list[PlannedTensor]:
         rope = self.rope.get("full_attention", self.rope)
         if str(rope.get("rope_type", "")).lower() != "llama3":
             return []
         head_dim = self.hp.get("head_dim") or self.hp["hidden_size"] // self.hp["num_attention_heads"]
-        factors = llama3_rope_factors(rope, head_dim)
+        try:
+            factors = llama3_rope_factors(rope, head_dim)
+        except (TypeError, ValueError, ZeroDivisionError):
+            raise ConvertError("config.json: rope_scaling of type llama3 needs numbers for factor, low_freq_factor, "
+                               "high_freq_factor and original_max_position_embeddings, and a whole head_dim") from None
         name = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
         return [PlannedTensor(name, factors.shape, None, generated=factors)]
 

@@ -68,19 +68,22 @@ def read_header(path: Path) -> dict[str, LazyTensor]:
         size = path.stat().st_size
     except FileNotFoundError:
         raise ConvertError(f"missing checkpoint shard: {path.name}") from None
-    with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise ConvertError(f"{path.name}: not a safetensors file (too short)")
-        n = int.from_bytes(head, "little")
-        if n < 2 or n > MAX_HEADER_BYTES:
-            raise ConvertError(f"{path.name}: malformed safetensors header (header length {n})")
-        if 8 + n > size:
-            raise ConvertError(f"{path.name}: truncated (file ends inside the header)")
-        text = f.read(n)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ConvertError(f"{path.name}: not a safetensors file (too short)")
+            n = int.from_bytes(head, "little")
+            if n < 2 or n > MAX_HEADER_BYTES:
+                raise ConvertError(f"{path.name}: malformed safetensors header (header length {n})")
+            if 8 + n > size:
+                raise ConvertError(f"{path.name}: truncated (file ends inside the header)")
+            text = f.read(n)
+    except OSError as e:  # a folder of that name, no permission ...
+        raise ConvertError(f"{path.name}: cannot read ({e.strerror})") from None
     try:
         header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ConvertError(f"{path.name}: malformed safetensors header ({type(e).__name__})") from None
     if not isinstance(header, dict):
         raise ConvertError(f"{path.name}: malformed safetensors header (not a JSON object)")
@@ -90,6 +93,12 @@ def read_header(path: Path) -> dict[str, LazyTensor]:
         if name == "__metadata__":
             continue
         tensors[name] = _parse_entry(path, name, meta, data_start, size)
+    # Two tensors sharing bytes would both be written with the same data: a damaged or forged
+    # header (the safetensors library refuses it too).
+    spans = sorted(tensors.values(), key=lambda t: (t.offset, t.nbytes))
+    for a, b in zip(spans, spans[1:]):
+        if b.offset < a.offset + a.nbytes:
+            raise ConvertError(f"{path.name}: malformed safetensors header (tensors {a.name!r} and {b.name!r} overlap)")
     return dict(sorted(tensors.items()))
 
 
@@ -100,7 +109,7 @@ def _parse_entry(path: Path, name: str, meta: object, data_start: int, size: int
     dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
     if dtype not in KNOWN_DTYPES or not isinstance(shape, list) or not isinstance(offsets, list):
         raise ConvertError(bad)
-    if len(offsets) != 2 or not all(isinstance(v, int) and v >= 0 for v in [*offsets, *shape]):
+    if len(offsets) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*offsets, *shape]):
         raise ConvertError(bad)
     begin, end = offsets
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -132,7 +141,7 @@ def index_checkpoint(folder: Path) -> dict[str, LazyTensor]:
     if index_file.is_file():
         try:
             index = json.loads(index_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ConvertError(f"{index_file.name}: malformed index ({type(e).__name__})") from None
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

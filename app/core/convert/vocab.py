@@ -100,11 +100,17 @@ def looks_special(token: str) -> bool:
     )
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path) -> dict[str, Any]:
+    """A tokenizer JSON file, which is an object in every format we read."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ConvertError(f"{path.name}: not valid JSON ({type(e).__name__})") from None
+    except OSError as e:
+        raise ConvertError(f"{path.name}: cannot read ({e.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConvertError(f"{path.name}: not a JSON object")
+    return data
 
 
 def sentencepiece_vocab(folder: Path, vocab_size: Optional[int], phi3: bool = False) -> tuple[list[bytes], list[float], list[int]]:
