@@ -23,7 +23,6 @@ from PySide6.QtGui import QBrush, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QFrame,
     QGridLayout,
@@ -40,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core import library, paths
+from app.core import library
 from app.core.evaluate import (
     DEFAULT_LEVELS,
     EvaluateError,
@@ -60,6 +59,8 @@ from app.core.quant_plan import FILE_TYPES
 from app.core.units import human_bytes
 from app.ui import theme
 from app.ui.widgets import (
+    ask_for_gguf,
+    ask_to_delete,
     BasePage,
     ElidedLabel,
     EmptyState,
@@ -441,8 +442,7 @@ class LabPage(BasePage):
         self._select_source(Path(path))
 
     def choose_file(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", str(paths.models_dir()),
-                                              "GGUF models (*.gguf)")
+        name = ask_for_gguf(self)
         if name:
             self.set_source(name)
 
@@ -647,14 +647,9 @@ class LabPage(BasePage):
             shown.remove(col)
 
     def confirm_delete(self, result: LadderResult) -> bool:
-        box = QMessageBox(QMessageBox.Icon.Question, "Delete run", f"Delete the run of {result.model} "
-                          f"from {_when(result)}?", parent=self)
-        box.setInformativeText("Its measurements are forgotten. The quantized files stay in the Lab's cache, so "
-                               "running the same levels again is quick.")
-        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        return box.clickedButton() is delete
+        return ask_to_delete(self, "Delete run", f"Delete the run of {result.model} from {_when(result)}?",
+                              "Its measurements are forgotten. The quantized files stay in the Lab's cache, so "
+                              "running the same levels again is quick.", QMessageBox.Icon.Question)
 
     def delete_shown(self) -> None:
         result = self._shown

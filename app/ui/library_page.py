@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QMenu,
-    QMessageBox,
     QPushButton,
     QSplitter,
     QStackedWidget,
@@ -35,6 +34,7 @@ from app.core.library import LibraryEntry
 from app.core.units import human_bytes
 from app.ui import theme
 from app.ui.widgets import (
+    ask_to_delete,
     BasePage,
     EmptyState,
     ErrorBanner,
@@ -318,14 +318,9 @@ class LibraryPage(BasePage):
 
     def confirm_delete(self, e: LibraryEntry) -> bool:
         what = "checkpoint files" if e.kind == "checkpoint" else ("files" if len(e.files) > 1 else "file")
-        box = QMessageBox(QMessageBox.Icon.Warning, "Delete model",
-                          f"Delete {e.name} ({human_bytes(e.size)}) from disk?", parent=self)
-        box.setInformativeText(f"The {what} will be removed from {e.path.parent if e.kind == 'gguf' else e.path}. "
-                               "This cannot be undone.")
-        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        return box.clickedButton() is delete
+        return ask_to_delete(self, "Delete model", f"Delete {e.name} ({human_bytes(e.size)}) from disk?",
+                              f"The {what} will be removed from {e.path.parent if e.kind == 'gguf' else e.path}. "
+                              "This cannot be undone.")
 
     def delete_selected(self) -> None:
         e = self.selected()

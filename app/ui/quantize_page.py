@@ -57,6 +57,7 @@ from app.core.quant_plan import FILE_TYPES
 from app.core.units import human_bytes, human_duration
 from app.ui import theme
 from app.ui.widgets import (
+    ask_for_gguf,
     BasePage,
     ErrorBanner,
     JobProgress,
@@ -290,8 +291,7 @@ class QuantizePage(BasePage):
         self._select_source(Path(path))
 
     def choose_file(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", str(paths.models_dir()),
-                                              "GGUF models (*.gguf)")
+        name = ask_for_gguf(self)
         if name:
             self.set_source(name)
 

@@ -16,10 +16,12 @@ import shiboken6
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -92,6 +94,23 @@ def setup_list_table(view: QTableView, stretch: int, row_height: int = 30) -> No
     header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+
+
+def ask_for_gguf(parent: QWidget) -> Optional[str]:
+    """A GGUF file the user picks (starting in the models folder), or None if they cancel."""
+    name, _ = QFileDialog.getOpenFileName(parent, "Choose a GGUF model", str(paths.models_dir()), "GGUF models (*.gguf)")
+    return name or None
+
+
+def ask_to_delete(parent: QWidget, title: str, question: str, details: str,
+                   icon: QMessageBox.Icon = QMessageBox.Icon.Warning) -> bool:
+    """Ask before deleting something, with Delete as a destructive button and Cancel beside it."""
+    box = QMessageBox(icon, title, question, parent=parent)
+    box.setInformativeText(details)
+    delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    return box.clickedButton() is delete
 
 
 def primary_button(text: str, parent: Optional[QWidget] = None) -> QPushButton:
