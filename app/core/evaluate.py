@@ -313,6 +313,32 @@ def cache_dir() -> Path:
     return lab_dir() / "cache"
 
 
+def cache_bytes() -> int:
+    """Disk space the cached levels take (a ladder of a 7B model leaves tens of GB)."""
+    folder = cache_dir()
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def clear_cache() -> int:
+    """Delete the cached levels (saved runs keep their figures); returns the bytes freed. A file
+    that cannot be deleted (open in Chat, on Windows) stays and is not counted."""
+    freed = 0
+    folder = cache_dir()
+    if not folder.is_dir():
+        return 0
+    for p in sorted(folder.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+        try:
+            if p.is_dir():
+                p.rmdir()
+            else:
+                size = p.stat().st_size
+                p.unlink()
+                freed += size
+        except OSError:
+            continue
+    return freed
+
+
 def _tensor_stats(path: Path) -> tuple[int, float, str]:
     """(file size, tensor bits per weight, the file's own main type name) of a GGUF."""
     try:

@@ -41,6 +41,8 @@ from PySide6.QtWidgets import (
 
 from app.core import library
 from app.core.evaluate import (
+    cache_bytes,
+    clear_cache,
     DEFAULT_LEVELS,
     EvaluateError,
     LadderRequest,
@@ -379,6 +381,18 @@ class LabPage(BasePage):
         eval_row.addWidget(self.gpu_layers)
         eval_row.addStretch(1)
         form.addRow("Evaluation", eval_row)
+        cache_row = QHBoxLayout()
+        cache_row.setSpacing(8)
+        self.cache_label = label("", "Small")
+        cache_row.addWidget(self.cache_label)
+        self.clear_cache_button = QPushButton("Clear")
+        self.clear_cache_button.setAccessibleName("Clear the Lab's cache")
+        self.clear_cache_button.setToolTip("Delete the quantized levels the Lab keeps; saved runs keep their figures")
+        self.clear_cache_button.clicked.connect(self.clear_cached_levels)
+        cache_row.addWidget(self.clear_cache_button)
+        cache_row.addStretch(1)
+        form.addRow("Cache", cache_row)
+        self.update_cache_size()
         self._show_gpu_layers(self._gpu_offload())
         col.addLayout(form)
         self.reading_note = label(READING_NOTE, "Small", wrap=True)
@@ -486,8 +500,26 @@ class LabPage(BasePage):
             self.run_button.setToolTip(tip)
 
     def _enable_setup(self, on: bool) -> None:
-        for w in (self.source_box, self.browse_button, self.tokens_box, self.gpu_layers, *self.level_checks.values()):
+        for w in (self.source_box, self.browse_button, self.tokens_box, self.gpu_layers, self.clear_cache_button,
+                  *self.level_checks.values()):
             w.setEnabled(on)
+        if on:
+            self.update_cache_size()
+
+    def update_cache_size(self) -> None:
+        """The levels the Lab keeps (so a second run is quick) take disk space: say how much."""
+        size = cache_bytes()
+        self.cache_label.setText(f"{human_bytes(size)} of quantized levels kept" if size else "No levels kept")
+        running = self._handle is not None and self._handle.running
+        self.clear_cache_button.setEnabled(bool(size) and not running)
+
+    def clear_cached_levels(self) -> None:
+        if self._handle is not None and self._handle.running:
+            return  # the running ladder is reading those files
+        freed = clear_cache()
+        self.status.setText(f"Freed {human_bytes(freed)}: the next run makes its levels again.")
+        self.status.show()
+        self.update_cache_size()
 
     def build_request(self) -> Optional[LadderRequest]:
         """The ladder the controls describe, or None when there is nothing to run."""
@@ -689,6 +721,7 @@ class LabPage(BasePage):
         """Runs saved meanwhile (the command line writes them too) appear when the page opens."""
         if self._handle is None or not self._handle.running:
             self.refresh_runs()
+            self.update_cache_size()
 
     def _theme_changed(self) -> None:
         self.delete_button.setIcon(theme.icon("trash"))

@@ -101,6 +101,12 @@ def test_a_ladder_orders_levels_by_size_and_loss_grows_as_bits_shrink(f16_small:
     evaluate.delete_result(saved[0])
     assert len(evaluate.list_results()) == 1
 
+    # the cache can be cleared; the saved runs keep their figures
+    kept = evaluate.cache_bytes()
+    assert kept >= q8.file_bytes + q2.file_bytes
+    assert evaluate.clear_cache() == kept and evaluate.cache_bytes() == 0 and not cached.exists()
+    assert len(evaluate.list_results()) == 1
+
 
 def test_cancel_while_measuring_saves_nothing(f16_small: Path) -> None:
     cancel = CancelToken()

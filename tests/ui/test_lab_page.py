@@ -113,6 +113,13 @@ def test_a_ladder_fills_the_table_and_the_chart(qtbot, source: Path) -> None:
         page.chat_with_row(2)
     assert chat.args[0] == Path(saved[0].levels[2].path) and chat.args[0].is_file()
 
+    # the levels it made are kept, and can be cleared
+    assert "of quantized levels kept" in page.cache_label.text() and page.clear_cache_button.isEnabled()
+    page.clear_cache_button.click()
+    assert page.cache_label.text() == "No levels kept" and not page.clear_cache_button.isEnabled()
+    assert "Freed" in page.status.text() and not chat.args[0].exists()
+    assert page.runs_box.count() == 1  # the run keeps its figures
+
 
 def test_cancel_saves_nothing_and_the_page_stays_usable(qtbot, source: Path) -> None:
     page = _page(qtbot)
