@@ -7,31 +7,16 @@ and same metadata (keys, order, types, values).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 import pytest
 
 from app.core.convert import ConvertRequest, convert
 from app.core.gguf_index import read_index
+from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
 
-RECIPES_FILE = Path(__file__).resolve().parents[1] / "data" / "convert" / "recipes.py"
-
-
-def _load_recipes():
-    """One shared instance, so its cache of the rebuilt SmolLM2 tokenizer serves every test file."""
-    if "convert_recipes" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("convert_recipes", RECIPES_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["convert_recipes"] = module
-    return sys.modules["convert_recipes"]
-
-
-recipes = _load_recipes()
 
 
 def gguf_facts(path: Path) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int, tuple[int, ...], bytes]]]:

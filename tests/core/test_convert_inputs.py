@@ -1,7 +1,6 @@
 """Bad checkpoints get one clear line and leave nothing behind; cancel and progress behave; the CLI."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 import json
 import shutil
@@ -13,21 +12,8 @@ import pytest
 from app.cli import main as cli_main
 from app.core.convert import ConvertError, ConvertRequest, convert, convert_job, is_checkpoint
 from app.core.jobs import Cancelled, CancelToken, Progress
+from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
 
-RECIPES_FILE = Path(__file__).resolve().parents[1] / "data" / "convert" / "recipes.py"
-
-
-def _load_recipes():
-    """One shared instance, so its cache of the rebuilt SmolLM2 tokenizer serves every test file."""
-    if "convert_recipes" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("convert_recipes", RECIPES_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["convert_recipes"] = module
-    return sys.modules["convert_recipes"]
-
-
-recipes = _load_recipes()
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ exactly what a GGUF with the starter's own metadata and those same F16 weights g
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 import struct
 from pathlib import Path
 
@@ -19,21 +17,8 @@ import pytest
 
 from app.core.convert import ConvertRequest, convert
 from app.core.gguf_index import read_index
+from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
 
-RECIPES_FILE = Path(__file__).resolve().parents[1] / "data" / "convert" / "recipes.py"
-
-
-def _load_recipes():
-    """One shared instance, so its cache of the rebuilt SmolLM2 tokenizer serves every test file."""
-    if "convert_recipes" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("convert_recipes", RECIPES_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules["convert_recipes"] = module
-    return sys.modules["convert_recipes"]
-
-
-recipes = _load_recipes()
 
 PROMPT = b"The capital of France is"
 N_TOKENS = 16
