@@ -77,15 +77,22 @@ def test_a_stalled_connection_is_resumed_with_a_range_request(fake_hub):
     assert fake_hub.ranges(Q8) == [None, "bytes=50000-"]
 
 
-def test_pause_keeps_the_partial_and_resume_continues_it(fake_hub):
-    fake_hub.fault(Q8, "stall", after=60_000, seconds=10)
+def _start_stalled(fake_hub, after: int):
+    """A download of Q8 that stalls after `after` bytes, run in a thread; returns once those bytes
+    are on disk, with (spec, job, partial file, errors the job raised, thread)."""
+    fake_hub.fault(Q8, "stall", after=after, seconds=10)
     spec = downloads.plan(REPO, include=[Q8])
     job = DownloadJob(spec, stall_timeout_s=20)
     part = downloads.partial_path(spec.dest / Q8, spec.files[0])
     errors = []
     t = threading.Thread(target=lambda: _run_catching(job, errors))
     t.start()
-    _wait_for(lambda: part.exists() and part.stat().st_size == 60_000)
+    _wait_for(lambda: part.exists() and part.stat().st_size == after)
+    return spec, job, part, errors, t
+
+
+def test_pause_keeps_the_partial_and_resume_continues_it(fake_hub):
+    spec, job, part, errors, t = _start_stalled(fake_hub, 60_000)
     paused_at = time.monotonic()
     job.pause()
     t.join(10)
@@ -109,14 +116,7 @@ def _run_catching(job, errors):
 
 
 def test_cancel_removes_the_partial_and_forgets_the_download(fake_hub):
-    fake_hub.fault(Q8, "stall", after=30_000, seconds=10)
-    spec = downloads.plan(REPO, include=[Q8])
-    job = DownloadJob(spec, stall_timeout_s=20)
-    part = downloads.partial_path(spec.dest / Q8, spec.files[0])
-    errors = []
-    t = threading.Thread(target=lambda: _run_catching(job, errors))
-    t.start()
-    _wait_for(lambda: part.exists() and part.stat().st_size == 30_000)
+    spec, job, part, errors, t = _start_stalled(fake_hub, 30_000)
     cancelled_at = time.monotonic()
     job.cancel()
     t.join(10)
