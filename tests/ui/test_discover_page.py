@@ -100,13 +100,18 @@ def test_filters_sort_and_more_pages(qtbot, fake_hub):
     assert all("sort=likes" in s for s in sent) and not any("filter=gguf" in s for s in sent)
 
 
+def _download(page, label: str) -> None:
+    """Select the file group with this quant label and press Download."""
+    row = [r for r in range(page.files_model.rowCount()) if page.files_model.item(r).group.label == label][0]
+    page.files_view.selectRow(row)
+    page.download_selected()
+
+
 def test_pause_resume_and_cancel_in_the_queue(qtbot, fake_hub):
     fake_hub.fault("Tiny-Q8_0.gguf", "stall", after=50_000, seconds=10)
     page = _page(qtbot, {"stall_timeout_s": 20})  # pause must not wait for a stall to time out
     _open(qtbot, page, "acme/Tiny-GGUF")
-    q8_row = [r for r in range(page.files_model.rowCount()) if page.files_model.item(r).group.label == "Q8_0"][0]
-    page.files_view.selectRow(q8_row)
-    page.download_selected()
+    _download(page, "Q8_0")
     [item] = page.queue.items()
     qtbot.waitUntil(lambda: _on_disk(item) == 50_000, timeout=10_000)
     page.queue_view.selectRow(0)
@@ -122,9 +127,7 @@ def test_pause_resume_and_cancel_in_the_queue(qtbot, fake_hub):
 
     # Cancel a running download: the row goes and nothing is left on disk.
     fake_hub.fault("F16/Tiny-F16-00001-of-00002.gguf", "stall", after=10_000, seconds=10)
-    f16_row = [r for r in range(page.files_model.rowCount()) if page.files_model.item(r).group.label == "F16"][0]
-    page.files_view.selectRow(f16_row)
-    page.download_selected()
+    _download(page, "F16")
     f16 = page.queue.items()[-1]
     qtbot.waitUntil(lambda: _on_disk(f16) == 10_000, timeout=10_000)
     page.queue_view.selectRow(1)
@@ -137,9 +140,7 @@ def test_interrupted_downloads_come_back_paused_and_closing_pauses(qtbot, fake_h
     fake_hub.fault("Tiny-Q8_0.gguf", "stall", after=50_000, seconds=10)
     page = _page(qtbot, {"stall_timeout_s": 20})
     _open(qtbot, page, "acme/Tiny-GGUF")
-    q8_row = [r for r in range(page.files_model.rowCount()) if page.files_model.item(r).group.label == "Q8_0"][0]
-    page.files_view.selectRow(q8_row)
-    page.download_selected()
+    _download(page, "Q8_0")
     [item] = page.queue.items()
     qtbot.waitUntil(lambda: _on_disk(item) == 50_000, timeout=10_000)
     page.shutdown()  # what the main window calls when it closes
