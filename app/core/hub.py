@@ -26,7 +26,7 @@ from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from app import __version__
-from app.core import hardware
+from app.core import hardware, renames
 from app.core.units import human_bytes
 
 # Metadata requests are small: a Hub that does not answer within this is reported, not waited on.
@@ -132,12 +132,7 @@ def save_token(token: str) -> str:
         if "HTTP 401" in str(err) or "no such model" in str(err):
             raise HubError("the Hub did not accept this token; copy it again from your Hub settings") from None
         raise err from None
-    path = Path(constants.HF_TOKEN_PATH)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".quantdesk-tmp")
-    tmp.write_text(token, encoding="utf-8")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    renames.write_text(constants.HF_TOKEN_PATH, token, mode=0o600)
     return str(who.get("name", "?"))
 
 

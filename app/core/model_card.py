@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -104,12 +103,8 @@ def file_sha256(path: str | Path, stop: Optional[threading.Event] = None) -> str
             cache = {}
         cache = {k: v for k, v in cache.items() if not k.startswith(f"{path}|")}
         cache[key] = digest
-        tmp: Optional[Path] = None
         try:
-            tmp = _cache_file().with_name(f".hash-cache.{os.getpid()}.{threading.get_ident()}.tmp")
-            tmp.write_text(json.dumps(cache), encoding="utf-8")
-            renames.replace(tmp, _cache_file())
+            renames.write_text(_cache_file(), json.dumps(cache))
         except OSError:  # e.g. another Quantdesk process holds the cache open (Windows), or the data
-            if tmp is not None:  # folder cannot be made (read-only, a file of that name): skip remembering
-                tmp.unlink(missing_ok=True)
+            pass  # folder cannot be made (read-only, a file of that name): skip remembering
     return digest

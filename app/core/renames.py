@@ -65,10 +65,10 @@ def rename_new(src: str | Path, dst: str | Path) -> None:
     os.unlink(src)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Write a small text file (settings, a card, a saved result) so that readers see the old
-    content or the new, never half of it: a temporary name in the same folder, synced, then
-    renamed over the old file."""
+def write_text(path: str | Path, text: str, mode: int | None = None) -> None:
+    """Write a small text file (settings, a card, a saved result, a token) so that readers see the
+    old content or the new, never half of it: a temporary name in the same folder, synced, then
+    renamed over the old file. `mode` (e.g. 0o600 for a secret) is set before the file gets its name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # unique per writer
@@ -77,6 +77,8 @@ def write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ renders and saves small rows, so the window stays responsive while tokens stream
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.chat import ChatEngine, ChatError, ChatSettings, ModelFacts, Reply, ReplyStream, default_settings, read_facts
+from app.core import renames
 from app.core.gguf_file import GGUFError
 from app.core.jobs import Job
 from app.core.starter import starter_model_path
@@ -498,9 +498,7 @@ class ChatPage(QWidget):
         path = Path(path)
         text = self.store.export_json(conversation_id) if path.suffix.lower() == ".json" \
             else self.store.export_markdown(conversation_id)
-        tmp = path.with_name(f".{path.name}.part")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        renames.write_text(path, text)
         return path
 
     def _conversation_menu(self, pos) -> None:
