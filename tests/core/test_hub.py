@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import pytest
 
@@ -103,6 +105,8 @@ def test_token_is_checked_and_stored_where_huggingface_hub_reads_it(fake_hub):
     assert get_token() == TOKEN and hub.token_source() == "saved"
     with open(constants.HF_TOKEN_PATH, encoding="utf-8") as f:
         assert f.read() == TOKEN
+    if sys.platform != "win32":  # a secret: readable by its owner only
+        assert os.stat(constants.HF_TOKEN_PATH).st_mode & 0o777 == 0o600
     hub.forget_token()
     assert get_token() is None
 
