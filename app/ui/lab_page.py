@@ -63,6 +63,8 @@ from app.ui import theme
 from app.ui.widgets import (
     ask_for_gguf,
     ask_to_delete,
+    path_in_combo,
+    select_path_in_combo,
     BasePage,
     ElidedLabel,
     EmptyState,
@@ -441,16 +443,11 @@ class LabPage(BasePage):
         self._source_changed()
 
     def _select_source(self, path: Path) -> None:
-        i = self.source_box.findData(str(path))
-        if i < 0:
-            size = human_bytes(path.stat().st_size) if path.exists() else "missing"
-            self.source_box.addItem(f"{path.name} — {size}", str(path))
-            i = self.source_box.count() - 1
-        self.source_box.setCurrentIndex(i)
+        select_path_in_combo(self.source_box, path, lambda p: f"{p.name} — "
+                             f"{human_bytes(p.stat().st_size) if p.exists() else 'missing'}")
 
     def source_path(self) -> Optional[Path]:
-        data = self.source_box.currentData()
-        return Path(data) if data else None
+        return path_in_combo(self.source_box)
 
     def set_source(self, path: str | Path) -> None:
         self._select_source(Path(path))

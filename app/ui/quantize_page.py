@@ -57,6 +57,8 @@ from app.core.quant_plan import FILE_TYPES
 from app.core.units import human_bytes, human_duration
 from app.ui import theme
 from app.ui.widgets import (
+    path_in_combo,
+    select_path_in_combo,
     ask_for_gguf,
     BasePage,
     ErrorBanner,
@@ -70,6 +72,14 @@ from app.ui.widgets import (
 from app.ui.workers import JobHandle
 
 DEFAULT_LEVEL = "Q4_K_M"
+
+
+def _source_label(path: Path) -> str:
+    """How a source the Library does not list (a file chosen with Browse…) reads in the picker."""
+    if path.is_dir():
+        size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+        return f"{path.name} — checkpoint — {human_bytes(size)}"
+    return f"{path.name} — {human_bytes(path.stat().st_size) if path.exists() else ''}"
 CHECKPOINT_FLOATS = ("F16", "BF16", "F32")  # written straight from a checkpoint, no quantization
 
 
@@ -271,20 +281,10 @@ class QuantizePage(BasePage):
             self._source_changed()
 
     def _select_source(self, path: Path) -> None:
-        i = self.source_box.findData(str(path))
-        if i < 0:
-            if path.is_dir():
-                size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
-                text = f"{path.name} — checkpoint — {human_bytes(size)}"
-            else:
-                text = f"{path.name} — {human_bytes(path.stat().st_size) if path.exists() else ''}"
-            self.source_box.addItem(text, str(path))
-            i = self.source_box.count() - 1
-        self.source_box.setCurrentIndex(i)
+        select_path_in_combo(self.source_box, path, _source_label)
 
     def source_path(self) -> Optional[Path]:
-        data = self.source_box.currentData()
-        return Path(data) if data else None
+        return path_in_combo(self.source_box)
 
     def set_source(self, path: str | Path) -> None:
         """Select this GGUF file or checkpoint folder as the source (the Library's "Quantize…" calls this)."""
