@@ -400,8 +400,9 @@ def _make_level(request: LadderRequest, level: str, report: ProgressCallback, ca
     return out
 
 
-def _tokens(request: LadderRequest) -> tuple[list[int], Optional[int]]:
-    """The evaluation text as the source's tokens, and its BOS token if it uses one."""
+def _tokens(request: LadderRequest) -> tuple[list[int], Optional[int], int]:
+    """The evaluation text as the source's tokens, its BOS token if it uses one, and the size of
+    its vocabulary (the width of every row of next-token probabilities)."""
     import llama_cpp
 
     try:
@@ -412,11 +413,12 @@ def _tokens(request: LadderRequest) -> tuple[list[int], Optional[int]]:
         text = request.text if request.text is not None else builtin_text()
         tokens = vocab.tokenize(text.encode("utf-8"), add_bos=False)
         with_bos = vocab.tokenize(b"", add_bos=True)
+        n_vocab = vocab.n_vocab()
     finally:
         vocab.close()
     if len(tokens) < request.context:
         raise EvaluateError(f"the evaluation text has {len(tokens)} tokens, fewer than one chunk of {request.context}")
-    return tokens, (with_bos[0] if with_bos else None)
+    return tokens, (with_bos[0] if with_bos else None), n_vocab
 
 
 def run_ladder(request: LadderRequest, report: ProgressCallback, cancel: CancelToken) -> LadderResult:
@@ -424,7 +426,7 @@ def run_ladder(request: LadderRequest, report: ProgressCallback, cancel: CancelT
     request.source = Path(request.source)
     _check(request)
     levels = [(level, _make_level(request, level, report, cancel)) for level in request.levels]
-    tokens, bos = _tokens(request)
+    tokens, bos, n_vocab = _tokens(request)
     chunks = chunks_of(tokens, request.context, request.tokens, bos)
     first = request.context // 2
     positions = request.context - 1 - first
@@ -434,7 +436,6 @@ def run_ladder(request: LadderRequest, report: ProgressCallback, cancel: CancelT
     # The source's log-probabilities, kept on disk (a temporary file, gone when closed) rather than
     # in memory: 1,024 tokens of a 150,000-token vocabulary are 300 MB.
     with tempfile.TemporaryFile(dir=lab_dir() if lab_dir().is_dir() else None) as backing:
-        n_vocab = _n_vocab(request.source)
         reference = np.memmap(backing, dtype=np.float32, mode="w+", shape=(len(chunks), positions, n_vocab))
         try:
             label = f"{own_type} (source)"
@@ -461,20 +462,6 @@ def run_ladder(request: LadderRequest, report: ProgressCallback, cancel: CancelT
     save_result(result)
     report(Progress(1, 1, "", f"Measured {len(rows) - 1} levels of {request.source.name}", "Done"))
     return result
-
-
-def _n_vocab(path: Path) -> int:
-    try:
-        index = read_index(path)
-    except GGUFError as e:
-        raise EvaluateError(str(e)) from None
-    for t in index.tensors:
-        if t.name == "token_embd.weight":
-            return int(t.shape[1])
-    tokens = index.fields.get("tokenizer.ggml.tokens")
-    if tokens is not None and tokens.count:
-        return int(tokens.count)
-    raise EvaluateError(f"{path.name}: cannot tell the size of its vocabulary")
 
 
 def _row(level: str, path: Path, is_source: bool, size: int, bits: float, m: Measurement) -> LevelResult:

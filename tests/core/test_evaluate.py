@@ -63,9 +63,9 @@ def test_a_model_compared_with_itself_shows_no_divergence(f16_small: Path) -> No
     """The KL machinery end to end: llama.cpp on the CPU is deterministic, so the source read twice
     gives exactly its own distributions back."""
     request = LadderRequest(f16_small, ["Q8_0"], **SMALL)
-    tokens, bos = evaluate._tokens(request)
+    tokens, bos, n_vocab = evaluate._tokens(request)
     chunks = evaluate.chunks_of(tokens, request.context, request.tokens, bos)
-    ref = np.zeros((len(chunks), request.context - 1 - request.context // 2, evaluate._n_vocab(f16_small)), np.float32)
+    ref = np.zeros((len(chunks), request.context - 1 - request.context // 2, n_vocab), np.float32)
     first = evaluate.measure(f16_small, chunks, request, None, ref, _quiet, CancelToken(), "F16")
     again = evaluate.measure(f16_small, chunks, request, ref, None, _quiet, CancelToken(), "F16")
     assert again.kl_mean == pytest.approx(0.0, abs=1e-6) and again.top1_agreement == 1.0
