@@ -37,6 +37,7 @@ from app.core import paths, renames
 from app.core.gguf_file import GGUFError, file_type_name
 from app.core.gguf_index import read_index
 from app.core.jobs import CancelToken, Job, Progress, ProgressCallback
+from app.core.quant_plan import PlanError, file_type
 
 # The evaluation text shipped with the app (original prose on varied topics, about 3,000 tokens).
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
@@ -361,8 +362,6 @@ def _level_file(request: LadderRequest, level: str) -> Path:
 
 
 def _check(request: LadderRequest) -> None:
-    from app.core.quant_plan import file_type
-
     if not request.source.is_file():
         raise EvaluateError(f"{request.source}: no such file")
     if not request.levels:
@@ -370,7 +369,7 @@ def _check(request: LadderRequest) -> None:
     for level in request.levels:
         try:
             file_type(level)
-        except Exception:
+        except PlanError:
             raise EvaluateError(f"unknown level {level!r}") from None
     if len(set(request.levels)) != len(request.levels):
         raise EvaluateError("each level can be compared once")
