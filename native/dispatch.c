@@ -68,7 +68,7 @@ static const kq_row_fn NEON_ROWS[KQ_TYPE_SLOTS] = {
 
 /* ---- ISA selection ---- */
 
-static kq_atomic_int g_isa = KQ_ATOMIC_INIT(-1); /* -1: not chosen yet */
+static kq_atomic_int g_isa = -1; /* -1: not chosen yet */
 
 #if defined(KQ_USE_AVX2)
 /* Asked of the CPU itself rather than through a compiler's feature builtin: the same code for

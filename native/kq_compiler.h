@@ -46,13 +46,11 @@ static inline int kq_ctz32(uint32_t x) {
  * an experimental switch, so there the Interlocked functions (full barriers) do the same job. */
 #if defined(KQ_MSVC)
 typedef volatile long kq_atomic_int;
-#define KQ_ATOMIC_INIT(v) (v)
 static inline int kq_atomic_load(kq_atomic_int *p) { return (int)_InterlockedOr(p, 0); }
 static inline void kq_atomic_store(kq_atomic_int *p, int v) { _InterlockedExchange(p, v); }
 #else
 #include <stdatomic.h>
 typedef atomic_int kq_atomic_int;
-#define KQ_ATOMIC_INIT(v) (v)
 static inline int kq_atomic_load(kq_atomic_int *p) { return atomic_load_explicit(p, memory_order_acquire); }
 static inline void kq_atomic_store(kq_atomic_int *p, int v) { atomic_store_explicit(p, v, memory_order_release); }
 #endif

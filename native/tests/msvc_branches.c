@@ -9,7 +9,7 @@
 #error "expected the MSVC branches (build with -DKQ_MSVC_BRANCHES for an MSVC target)"
 #endif
 
-static kq_atomic_int shared = KQ_ATOMIC_INIT(-1);
+static kq_atomic_int shared = -1;
 
 KQ_ALWAYS_INLINE int twice(int x) { return 2 * x; }
 
