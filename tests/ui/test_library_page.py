@@ -14,10 +14,7 @@ from tests.hubserver import tiny_checkpoint, tiny_gguf
 
 
 @pytest.fixture
-def page(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))  # Path.home() on Windows
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+def page(qtbot, no_other_apps):
     make_application([])
     ctx = AppContext()
     p = LibraryPage(ctx)

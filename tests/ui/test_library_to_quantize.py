@@ -34,11 +34,8 @@ def _quantize_page(qtbot, ctx: AppContext, source: Path) -> QuantizePage:
     return page
 
 
-def test_library_quantize_button_opens_the_starter_on_the_quantize_page(qtbot, tmp_path, monkeypatch,
+def test_library_quantize_button_opens_the_starter_on_the_quantize_page(qtbot, no_other_apps,
                                                                           starter_model: Path) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))  # Path.home() on Windows
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     make_application([])
     ctx = AppContext()
     lib = LibraryPage(ctx)
