@@ -5,8 +5,8 @@
  * F16C is enabled for the float16 row loader (_mm256_cvtph_ps): dispatch.c only picks this
  * file when the CPU reports both AVX2 and F16C.
  *
- * The algorithms live in kq_lanes.h, written once over the small 8-lane vector API defined
- * here (neon.c defines the same API with NEON). */
+ * The algorithms live in the kq_lanes_*.h files (one per kernel family, as scalar_*.c), written
+ * once over the small 8-lane vector API defined here (neon.c defines the same API with NEON). */
 #if defined(__x86_64__) || defined(_M_X64)
 
 #if defined(__clang__)
@@ -143,7 +143,10 @@ static inline void vi_store_i8(uint8_t *p, vi a) {
     _mm_storel_epi64((__m128i *)p, b);
 }
 
-#include "kq_lanes.h"
+#include "kq_lanes_search.h"
+#include "kq_lanes_legacy.h"
+#include "kq_lanes_k.h"
+#include "kq_lanes_iq4.h"
 
 /* ---- row loaders (see kquant_internal.h) ----
  * Non-finite test on float32 bits: (bits & exponent mask) + 2^23 carries into bit 31 exactly

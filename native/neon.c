@@ -1,7 +1,8 @@
-/* NEON kernels (AArch64, where Advanced SIMD is baseline). The algorithms live in kq_lanes.h,
- * written once over an 8-lane vector API; here each 8-lane vector is a pair of 128-bit NEON
- * registers. Only plain IEEE operations are used (vmulq/vaddq/vdivq/vsqrtq, never vfmaq), and
- * the build uses -ffp-contract=off, so results are bit-identical to the scalar kernels.
+/* NEON kernels (AArch64, where Advanced SIMD is baseline). The algorithms live in the
+ * kq_lanes_*.h files (one per kernel family, as scalar_*.c), written once over an 8-lane vector
+ * API; here each 8-lane vector is a pair of 128-bit NEON registers. Only plain IEEE operations
+ * are used (vmulq/vaddq/vdivq/vsqrtq, never vfmaq), and the build uses -ffp-contract=off, so
+ * results are bit-identical to the scalar kernels.
  *
  * Two details differ from x86 and are emulated so the lanes match kquant_internal.h:
  *   - float -> int conversion saturates on ARM; kq_trunc_i32 returns INT32_MIN out of range;
@@ -141,7 +142,10 @@ static inline void vi_store_i8(uint8_t *p, vi x) {
 #undef VI2
 #undef VM2
 
-#include "kq_lanes.h"
+#include "kq_lanes_search.h"
+#include "kq_lanes_legacy.h"
+#include "kq_lanes_k.h"
+#include "kq_lanes_iq4.h"
 
 /* ---- row loaders (see kquant_internal.h) ----
  * Non-finite test on float32 bits: (bits & exponent mask) + 2^23 carries into bit 31 exactly

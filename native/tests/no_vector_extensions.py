@@ -2,9 +2,9 @@
 
 GCC and Clang let code add two __m256 values with `+` or read a lane with `v[3]`; MSVC, which
 builds the Windows installer, accepts only the intrinsics. Both compilers here accept both, so
-this reads Clang's syntax tree of avx2.c (with kq_lanes.h and kq_compiler.h) and names every
-operator applied to a vector value (other than plain assignment) and every lane subscript in
-native/'s own files. Run by `make test-portable`.
+this reads Clang's syntax tree of avx2.c (with the kq_lanes_*.h files and kq_compiler.h) and
+names every operator applied to a vector value (other than plain assignment) and every lane
+subscript in native/'s own files. Run by `make test-portable`.
 
     python3 native/tests/no_vector_extensions.py [clang]
 """
