@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml setup.py $(NATIVE)
 	touch $(STAMP)
 
 run: install
-	$(PY) -m app
+	$(PY) -m quantdesk
 
 test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
@@ -36,7 +36,7 @@ native: install
 	$(PY) native/build_kquant.py
 
 clean:
-	rm -rf $(VENV) $(BUNDLE_VENV) $(filter-out $(PORTABLE_WHEELS),$(wildcard build/*)) *.egg-info app/kquant/_kquant*.so
+	rm -rf $(VENV) $(BUNDLE_VENV) $(filter-out $(PORTABLE_WHEELS),$(wildcard build/*)) *.egg-info quantdesk/kquant/_kquant*.so
 
 # ---- C tests of native/ (native/tests/test_simd.c): every ISA this machine can run must write the
 # scalar path's bytes; bad input must fail cleanly. No venv needed. NATIVE_ROUNDS: random rows per type.

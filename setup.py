@@ -1,4 +1,4 @@
-"""Build hook: compiles the native k-quant library (native/) into app.kquant._kquant with cffi."""
+"""Build hook: compiles the native k-quant library (native/) into quantdesk.kquant._kquant with cffi."""
 from setuptools import setup
 
 setup(cffi_modules=["native/build_kquant.py:ffibuilder"])

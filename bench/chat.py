@@ -4,8 +4,8 @@
 
 Three paths generate the same greedy reply:
   raw     llama_cpp.Llama.create_chat_completion(stream=True), consumed in a plain loop
-  engine  app.core.chat.ChatEngine.generate (stream, stats, Stop checks)
-  ui      the same engine as a Job in app.ui.workers' worker thread, the reply saved to a
+  engine  quantdesk.core.chat.ChatEngine.generate (stream, stats, Stop checks)
+  ui      the same engine as a Job in quantdesk.ui.workers' worker thread, the reply saved to a
           conversation store as it streams and re-rendered as Markdown in a MessageWidget on
           every progress signal (10 a second), in a Qt event loop (offscreen)
 For each: generation tokens/s ((tokens-1) / time from first to last token) and time to first
@@ -28,7 +28,7 @@ PROMPT = [{"role": "user", "content": "Write a detailed essay about the history 
 
 
 def _settings(args):
-    from app.core.chat import ChatSettings
+    from quantdesk.core.chat import ChatSettings
 
     return ChatSettings(temperature=0.0, seed=0, max_tokens=args.tokens, context_length=2048, threads=args.threads)
 
@@ -64,9 +64,9 @@ def run_engine(engine, settings) -> dict:
 def run_ui(engine, settings, app) -> dict:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
-    from app.core.chat import ReplyStream
-    from app.ui.chat_widgets import MessageWidget
-    from app.ui.workers import JobManager
+    from quantdesk.core.chat import ReplyStream
+    from quantdesk.ui.chat_widgets import MessageWidget
+    from quantdesk.ui.workers import JobManager
 
     engine.llm.reset()
     manager = JobManager()
@@ -77,7 +77,7 @@ def run_ui(engine, settings, app) -> dict:
     # as in the window: the reply is also saved to the conversation store every few tokens
     import tempfile
 
-    from app.core.store import Store
+    from quantdesk.core.store import Store
 
     store = Store(Path(tempfile.mkdtemp(prefix="bench-chat-")) / "c.sqlite3")
     cid = store.create_conversation("bench")
@@ -120,9 +120,9 @@ def main(argv=None) -> int:
 
     import llama_cpp
 
-    from app.core.chat import ChatEngine
-    from app.core.starter import starter_model_path
-    from app.ui.app import make_application
+    from quantdesk.core.chat import ChatEngine
+    from quantdesk.core.starter import starter_model_path
+    from quantdesk.ui.app import make_application
 
     model = Path(args.model) if args.model else starter_model_path()
     if model is None:

@@ -1,7 +1,7 @@
 """ctypes wrapper of ggml's own quantizer (`ggml_quantize_chunk` in the llama-cpp-python wheel).
 
 This is the yardstick: our native kernels must write exactly these bytes, and bench/kernels.py
-times them against it. Kept free of `app` imports so tests, benches and the SIMD work share it.
+times them against it. Kept free of `quantdesk` imports so tests, benches and the SIMD work share it.
 """
 from __future__ import annotations
 

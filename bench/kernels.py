@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.kernels [--quick] [--imatrix] [--types Q4_K,Q6_K] [--seconds 0.2] [--src f16]
 
-For every type and two real row lengths (1536 and 4096), times app.kquant.quantize on each ISA
+For every type and two real row lengths (1536 and 4096), times quantdesk.kquant.quantize on each ISA
 this machine can run (scalar, avx2 or neon) and ggml's own quantizer from the llama-cpp-python
 wheel (bench/ggml_ref.py), single-threaded and with all cores: the implementations take turns for 5 rounds of ~0.15 s
 each and the best round counts, so a change in machine load hits them alike.
@@ -43,7 +43,7 @@ def _real_weights(count: int) -> tuple[np.ndarray, str]:
     try:
         import gguf
 
-        from app.core.starter import starter_model_path
+        from quantdesk.core.starter import starter_model_path
 
         path = starter_model_path()
         if path is not None:
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="format of the rows we quantize (default f32)")
     args = ap.parse_args(argv)
 
-    import app.kquant as kq
+    import quantdesk.kquant as kq
 
     seconds = args.seconds or (0.05 if args.quick else 0.15)
     repeats = 2 if args.quick else 5

@@ -43,7 +43,7 @@ SYNTH = dict(hidden=2048, ffn=5632, layers=22, heads=32, kv_heads=4, vocab=32000
 def starter_f16() -> Path:
     path = CACHE / "starter-f16.gguf"
     if not path.exists():
-        from app.core.starter import starter_model_path
+        from quantdesk.core.starter import starter_model_path
         from bench.llama_quantize_ref import llama_quantize
 
         src = starter_model_path()
@@ -116,13 +116,13 @@ def synthetic_1b() -> Path:
 def _child(which: str, src: str, out: str, level: str, threads: int) -> None:
     """Runs in a fresh process: one quantization, then a JSON line with seconds and peak RSS."""
     if which == "ours":
-        from app.core.quantize import QuantizeRequest, quantize_file
+        from quantdesk.core.quantize import QuantizeRequest, quantize_file
 
         req = QuantizeRequest(Path(src), Path(out), level, threads=threads)
         t0 = time.perf_counter()
         quantize_file(req)
     else:
-        from app.core.quant_plan import FILE_TYPES
+        from quantdesk.core.quant_plan import FILE_TYPES
         from bench.llama_quantize_ref import llama_quantize
 
         ftype = FILE_TYPES[level].ftype
@@ -179,7 +179,7 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def bench_source(name: str, src: Path, levels: list[str], threads: int, repeat: int) -> list[dict[str, object]]:
-    from app.core import model_card
+    from quantdesk.core import model_card
 
     os.environ["QUANTDESK_HOME"] = str(CACHE / "home")
     model_card.file_sha256(src)  # the app remembers a source's hash after its first quantization
@@ -226,7 +226,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=1)
     args, _ = ap.parse_known_args(argv)
     levels = [t.strip().upper() for t in args.types.split(",") if t.strip()]
-    from app import kquant
+    from quantdesk import kquant
 
     print(f"whole-file quantization, {args.threads} threads, kernels: {kquant.active_isa()}, "
           f"CPU: {platform.processor() or platform.machine()}")

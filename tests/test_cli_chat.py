@@ -11,13 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def quantdesk(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     # UTF-8 both ways: a reply may hold any character, and Windows would use cp1252 for the pipe
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, encoding="utf-8",
+    return subprocess.run([sys.executable, "-m", "quantdesk", *args], cwd=ROOT, capture_output=True, encoding="utf-8",
                           input=stdin, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"})
 
 
 def test_prompt_prints_the_greedy_reply_alone(starter_model):
-    from app.core.chat import ChatEngine, ChatSettings
+    from quantdesk.core.chat import ChatEngine, ChatSettings
 
     r = quantdesk("chat", str(starter_model), "--prompt", "What is 2+2?", "--temp", "0", "--seed", "1",
                   "--max-tokens", "12", "--threads", "1", "--ctx", "512")
@@ -36,7 +36,7 @@ def test_prompt_prints_the_greedy_reply_alone(starter_model):
 def test_interactive_session_keeps_history_until_reset(monkeypatch, capsys):
     import io
 
-    from app.cli import main
+    from quantdesk.cli import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO("Hi\n/reset\nBye\n/exit\n"))
     assert main(["chat", "starter", "--temp", "0", "--max-tokens", "4", "--threads", "1", "--ctx", "512"]) == 0

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def quantdesk(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "quantdesk", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -50,7 +50,7 @@ def _broken_files(tmp_path: Path, starter_model: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("case", ["truncated.gguf", "header-only.gguf", "wrong-magic.gguf", "empty.gguf", "folder",
                                   "missing"])
 def test_info_on_broken_files_is_one_line(tmp_path, starter_model, case, capsys):
-    from app.cli import main
+    from quantdesk.cli import main
 
     path = _broken_files(tmp_path, starter_model)[case]
     assert main(["info", str(path)]) == 2
@@ -66,7 +66,7 @@ def test_metadata_values_of_the_wrong_type_read_as_unknown(tmp_path, capsys):
     import gguf
     import numpy as np
 
-    from app.cli import main
+    from quantdesk.cli import main
 
     for name, add in (("str", lambda w: w.add_string("llama.context_length", "lots")),
                       ("array", lambda w: w.add_array("llama.context_length", [1, 2]))):
@@ -91,7 +91,7 @@ def test_escape_sequences_in_metadata_are_shown_escaped(tmp_path, capsys):
     import gguf
     import numpy as np
 
-    from app.cli import main
+    from quantdesk.cli import main
 
     path = tmp_path / "ansi.gguf"
     w = gguf.GGUFWriter(str(path), arch="llama")
@@ -109,7 +109,7 @@ def test_escape_sequences_in_metadata_are_shown_escaped(tmp_path, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pipe whose reader has gone")
 def test_a_closed_pipe_is_not_a_traceback(starter_model):
     """`quantdesk info FILE | head -1`: the reader leaves early; was a BrokenPipeError traceback."""
-    p = subprocess.Popen([sys.executable, "-m", "app", "info", str(starter_model)], cwd=ROOT,
+    p = subprocess.Popen([sys.executable, "-m", "quantdesk", "info", str(starter_model)], cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert p.stdout is not None and p.stderr is not None
     p.stdout.close()  # before the program writes a line

@@ -8,7 +8,7 @@ import pytest
 
 def test_an_unusable_data_folder_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """A file where the data folder belongs was a FileExistsError traceback."""
-    from app.cli import main
+    from quantdesk.cli import main
 
     home = tmp_path / "home"
     home.write_text("not a folder", encoding="utf-8")

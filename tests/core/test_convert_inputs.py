@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.cli import main as cli_main
-from app.core.convert import ConvertError, ConvertRequest, convert, convert_job, is_checkpoint
-from app.core.jobs import Cancelled, CancelToken, Progress
+from quantdesk.cli import main as cli_main
+from quantdesk.core.convert import ConvertError, ConvertRequest, convert, convert_job, is_checkpoint
+from quantdesk.core.jobs import Cancelled, CancelToken, Progress
 from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
 
 
@@ -85,7 +85,7 @@ def test_truncated_safetensors(ckpt: Path, tmp_path: Path) -> None:
 
 def _shard(ckpt: Path) -> None:
     """Turn the single file into two shards with an index, as the Hub has bigger models."""
-    from app.core.convert.safetensors_file import read_header
+    from quantdesk.core.convert.safetensors_file import read_header
 
     tensors = read_header(ckpt / "model.safetensors")
     arrays = {n: (t.load(), "F32") for n, t in tensors.items()}
@@ -133,7 +133,7 @@ def test_index_naming_a_tensor_no_shard_holds(ckpt: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("dtype,match", [("F64", "is F64; only F32, F16 and BF16"), ("I32", "is I32; .*already quantized")])
 def test_dtype_surprises(ckpt: Path, tmp_path: Path, dtype: str, match: str) -> None:
-    from app.core.convert.safetensors_file import read_header
+    from quantdesk.core.convert.safetensors_file import read_header
 
     tensors = read_header(ckpt / "model.safetensors")
     arrays = {n: (t.load(), "BF16") for n, t in tensors.items()}
@@ -144,7 +144,7 @@ def test_dtype_surprises(ckpt: Path, tmp_path: Path, dtype: str, match: str) -> 
 
 
 def test_unknown_tensor_name(ckpt: Path, tmp_path: Path) -> None:
-    from app.core.convert.safetensors_file import read_header
+    from quantdesk.core.convert.safetensors_file import read_header
 
     arrays = {n: (t.load(), "BF16") for n, t in read_header(ckpt / "model.safetensors").items()}
     arrays["model.layers.0.self_attn.mystery.weight"] = (np.zeros((4, 4), np.float32), "BF16")
@@ -186,7 +186,7 @@ def test_quantized_outtype_runs_both_stages(ckpt: Path, tmp_path: Path) -> None:
     stages: list[str] = []
     result = convert(ConvertRequest(ckpt, out_dir / "out.gguf", "Q8_0"), lambda p: stages.append(p.stage), CancelToken())
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == ["Converting", "Quantizing"]
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     idx = read_index(result.output)
     assert idx.get("general.file_type") == 7  # MOSTLY_Q8_0
@@ -212,9 +212,9 @@ def test_cli_convert(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_full_disk_is_refused_before_writing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.core.quantize
+    import quantdesk.core.quantize
 
-    monkeypatch.setattr(app.core.quantize, "free_bytes", lambda folder: 1000)
+    monkeypatch.setattr(quantdesk.core.quantize, "free_bytes", lambda folder: 1000)
     _refused(ckpt, tmp_path / "out", r"not enough disk space in .*: .* needed, 1000 B free|not enough disk space")
 
 
@@ -224,7 +224,7 @@ def test_missing_output_folder(ckpt: Path, tmp_path: Path) -> None:
 
 
 def test_quantized_card_names_the_checkpoint(ckpt: Path, tmp_path: Path) -> None:
-    from app.core.model_card import read_card
+    from quantdesk.core.model_card import read_card
 
     out = tmp_path / "q.gguf"
     convert(ConvertRequest(ckpt, out, "Q4_0"))
@@ -233,7 +233,7 @@ def test_quantized_card_names_the_checkpoint(ckpt: Path, tmp_path: Path) -> None
 
 
 def test_describe_checkpoint(ckpt: Path) -> None:
-    from app.core.convert import describe_checkpoint
+    from quantdesk.core.convert import describe_checkpoint
 
     info = describe_checkpoint(ckpt)
     assert info.convertible and info.gguf_architecture == "llama" and info.dtypes == ["BF16"]
@@ -259,7 +259,7 @@ def test_malformed_tokenizer_config(ckpt: Path, tmp_path: Path) -> None:
 def test_special_vocab_reads_like_llama_cpp(tmp_path: Path, case: str) -> None:
     """Special tokens / add_bos / merges / chat template as llama.cpp's own gguf-py reads them
     (expected values recorded by tools/regen_convert_refs.py), insertion order included."""
-    from app.core.convert.special_vocab import SpecialVocab
+    from quantdesk.core.convert.special_vocab import SpecialVocab
 
     expected = json.loads(recipes.SPECIAL_VOCAB_EXPECTED.read_text(encoding="utf-8"))[case]
     recipes.special_vocab_case(tmp_path, case)
@@ -285,7 +285,7 @@ def test_write_failure_leaves_nothing(ckpt: Path, tmp_path: Path, monkeypatch: p
     """A disk that fills up mid-way: one line, and no partial file."""
     import errno
 
-    import app.core.convert.converter as converter
+    import quantdesk.core.convert.converter as converter
 
     calls = {"n": 0}
     real = converter.convert_slice
@@ -424,7 +424,7 @@ def test_a_full_disk_while_quantizing_is_one_line(ckpt: Path, tmp_path: Path, mo
     """The F16 intermediate fits, the quantized file does not: was an OSError traceback."""
     import errno
 
-    from app.core.quant_writer import AtomicOutput
+    from quantdesk.core.quant_writer import AtomicOutput
 
     real_write = AtomicOutput.write
 

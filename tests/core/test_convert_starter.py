@@ -15,8 +15,8 @@ import gguf
 import numpy as np
 import pytest
 
-from app.core.convert import ConvertRequest, convert
-from app.core.gguf_index import read_index
+from quantdesk.core.convert import ConvertRequest, convert
+from quantdesk.core.gguf_index import read_index
 from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from app.core import downloads, hub, library
-from app.core.downloads import DownloadError, DownloadJob, VerificationError
-from app.core.jobs import Cancelled
+from quantdesk.core import downloads, hub, library
+from quantdesk.core.downloads import DownloadError, DownloadJob, VerificationError
+from quantdesk.core.jobs import Cancelled
 from tests.hubserver import TOKEN, fake_hub  # noqa: F401  (fixture)
 
 REPO = "acme/Tiny-GGUF"
@@ -129,7 +129,7 @@ def test_a_killed_download_resumes_from_where_it_stopped(fake_hub, tmp_path, qua
     """A real `quantdesk download` process, killed midway; the next run continues the partial."""
     fake_hub.fault(Q8, "stall", after=70_000, seconds=30)
     env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "QUANTDESK_HOME": str(quantdesk_home)}
-    proc = subprocess.Popen([sys.executable, "-m", "app", "download", REPO, "--include", Q8],
+    proc = subprocess.Popen([sys.executable, "-m", "quantdesk", "download", REPO, "--include", Q8],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         spec = downloads.plan(REPO, include=[Q8])
@@ -225,7 +225,7 @@ def test_gated_repos_explain_what_to_do_and_work_with_a_token(fake_hub, monkeypa
 
 
 def test_download_cli_with_include_and_dest(fake_hub, tmp_path, capsys):
-    from app.cli import main
+    from quantdesk.cli import main
 
     dest = tmp_path / "mine"
     assert main(["download", REPO, "--include", "*Q4_K_M*", "--dest", str(dest)]) == 0

@@ -1,4 +1,4 @@
-"""The quant ladder (app.core.evaluate, `quantdesk lab`): the metrics on their own, then real ladders
+"""The quant ladder (quantdesk.core.evaluate, `quantdesk lab`): the metrics on their own, then real ladders
 through llama.cpp on the starter model cut to 2 layers, in F16."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.cli import main as cli_main
-from app.core import evaluate
-from app.core.evaluate import EvaluateError, LadderRequest
-from app.core.jobs import Cancelled, CancelToken, Progress
+from quantdesk.cli import main as cli_main
+from quantdesk.core import evaluate
+from quantdesk.core.evaluate import EvaluateError, LadderRequest
+from quantdesk.core.jobs import Cancelled, CancelToken, Progress
 
 SMALL = dict(tokens=256, context=128, generate_tokens=4, threads=2)
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from app.core import hub
-from app.core.hardware import Memory
-from app.core.hub import FileGroup, ModelShape, RemoteFile
+from quantdesk.core import hub
+from quantdesk.core.hardware import Memory
+from quantdesk.core.hub import FileGroup, ModelShape, RemoteFile
 from tests.hubserver import TOKEN, fake_hub  # noqa: F401  (fixture)
 
 GB = 1_000_000_000
@@ -178,7 +178,7 @@ def test_fit_verdicts_and_the_recommended_level():
 
 
 def test_search_json_cli(fake_hub, capsys):
-    from app.cli import main
+    from quantdesk.cli import main
 
     assert main(["search", "tiny", "--gguf", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -189,7 +189,7 @@ def test_search_json_cli(fake_hub, capsys):
 
 
 def test_files_cli_shows_groups_sizes_fit_and_recommendation(fake_hub, capsys):
-    from app.cli import main
+    from quantdesk.cli import main
 
     assert main(["files", "acme/Tiny-GGUF"]) == 0
     text = capsys.readouterr().out

@@ -1,11 +1,11 @@
-"""app/core and app/kquant must never import Qt: every capability has to work headless."""
+"""quantdesk/core and quantdesk/kquant must never import Qt: every capability has to work headless."""
 import ast
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2] / "app"
-FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "app.ui", "pyqtgraph")
+ROOT = Path(__file__).resolve().parents[2] / "quantdesk"
+FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "quantdesk.ui", "pyqtgraph")
 
 
 def _imports(path: Path) -> list[str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core import library, paths
-from app.core.library import LibraryError
+from quantdesk.core import library, paths
+from quantdesk.core.library import LibraryError
 from tests.hubserver import tiny_checkpoint, tiny_gguf
 
 
@@ -121,7 +121,7 @@ def test_reveal_command_points_at_the_file(no_other_apps, monkeypatch):
 
 
 def test_models_cli_lists_the_library(no_other_apps, capsys):
-    from app.cli import main
+    from quantdesk.cli import main
 
     _gguf(paths.models_dir() / "acme" / "Tiny-GGUF" / "Tiny-Q4_K_M.gguf")
     assert main(["models", "--json"]) == 0

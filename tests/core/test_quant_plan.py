@@ -11,8 +11,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from app.core.gguf_index import GGUFIndex, KV, TensorInfo, read_index
-from app.core.quant_plan import (
+from quantdesk.core.gguf_index import GGUFIndex, KV, TensorInfo, read_index
+from quantdesk.core.quant_plan import (
     FILE_TYPES,
     PlanError,
     PlanOptions,

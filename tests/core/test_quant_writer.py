@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core import quant_writer, renames
-from app.core.quant_writer import AtomicOutput, remove_stale_partials
+from quantdesk.core import quant_writer, renames
+from quantdesk.core.quant_writer import AtomicOutput, remove_stale_partials
 
 # every byte value, including 0x0A, which a text-mode descriptor on Windows would expand
 PAYLOAD = bytes(range(256)) * 64 + b"\n\r\n\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
-from app.core.model_card import read_card
+from quantdesk.cli import main
+from quantdesk.core.model_card import read_card
 
 
 def test_cli_quantizes_and_writes_a_card(f16_small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,10 +17,10 @@ import gguf
 import numpy as np
 import pytest
 
-from app.core import quantize as quantize_mod
-from app.core.jobs import Cancelled, CancelToken, Progress
-from app.core.quant_writer import AtomicOutput
-from app.core.quantize import QuantizeError, QuantizeRequest, quantize_file, quantize_job
+from quantdesk.core import quantize as quantize_mod
+from quantdesk.core.jobs import Cancelled, CancelToken, Progress
+from quantdesk.core.quant_writer import AtomicOutput
+from quantdesk.core.quantize import QuantizeError, QuantizeRequest, quantize_file, quantize_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -246,7 +246,7 @@ def test_a_full_disk_is_found_before_starting_and_while_writing(f16_small: Path,
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+    return [sys.executable, "-c", "import sys; from quantdesk.cli import main; sys.exit(main(sys.argv[1:]))", *args]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows has no file size limit (RLIMIT_FSIZE); "
@@ -256,7 +256,7 @@ def test_a_write_error_leaves_nothing(f16_small: Path, tmp_path: Path) -> None:
     code = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
         "resource.setrlimit(resource.RLIMIT_FSIZE, (5_000_000, 5_000_000)); "
-        "from app.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from quantdesk.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     out = tmp_path / "q.gguf"
     r = subprocess.run([sys.executable, "-c", code, "quantize", str(f16_small), str(out), "--type", "Q8_0"],
@@ -506,7 +506,7 @@ def test_an_imatrix_whose_name_is_not_utf8(f16_small: Path, tmp_path: Path) -> N
                                   + values.tobytes())
     out = tmp_path / "q.gguf"
     quantize_file(QuantizeRequest(f16_small, out, "Q4_K_M", imatrix=tmp_path / name))
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     assert read_index(out).get("quantize.imatrix.file").endswith("im?.dat")
 

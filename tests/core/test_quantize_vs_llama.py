@@ -20,10 +20,10 @@ import gguf
 import numpy as np
 import pytest
 
-from app.core.gguf_index import read_index
-from app.core.imatrix import load_imatrix
-from app.core.quant_plan import FILE_TYPES, PlanOptions, make_plan, parse_ggml_type
-from app.core.quantize import QuantizeRequest, imatrix_kv, quantize_file
+from quantdesk.core.gguf_index import read_index
+from quantdesk.core.imatrix import load_imatrix
+from quantdesk.core.quant_plan import FILE_TYPES, PlanOptions, make_plan, parse_ggml_type
+from quantdesk.core.quantize import QuantizeRequest, imatrix_kv, quantize_file
 
 LEVELS = list(FILE_TYPES)
 

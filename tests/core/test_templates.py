@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.chat import read_metadata
-from app.core.templates import TEMPLATES, render
+from quantdesk.core.chat import read_metadata
+from quantdesk.core.templates import TEMPLATES, render
 
 CONVO = [
     {"role": "system", "content": "Be brief."},

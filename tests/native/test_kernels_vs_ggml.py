@@ -10,7 +10,7 @@ import gguf
 import numpy as np
 import pytest
 
-from app import kquant
+from quantdesk import kquant
 from bench.ggml_ref import ggml_quantize
 from tests.native.kq_data import adversarial_rows, imatrices, model_samples
 

@@ -1,12 +1,12 @@
-"""Bad input to app.kquant gets a clear Python exception naming the problem (and the row),
+"""Bad input to quantdesk.kquant gets a clear Python exception naming the problem (and the row),
 never a crash, and the C library never writes outside the buffer it was given."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app import kquant
-from app.kquant._kquant import ffi, lib
+from quantdesk import kquant
+from quantdesk.kquant._kquant import ffi, lib
 
 TYPE_NAMES = list(kquant.TYPES)
 
@@ -180,7 +180,7 @@ def test_env_override_picks_scalar():
     import sys
 
     env = dict(os.environ, QUANTDESK_ISA="scalar")
-    out = subprocess.run([sys.executable, "-c", "from app import kquant; print(kquant.active_isa())"],
+    out = subprocess.run([sys.executable, "-c", "from quantdesk import kquant; print(kquant.active_isa())"],
                          env=env, capture_output=True, text=True, check=True, cwd=os.getcwd())
     assert out.stdout.strip() == "scalar"
 

@@ -4,7 +4,7 @@ The scalar kernels are the definition of correct output (they match ggml byte fo
 test_kernels_vs_ggml.py); here hypothesis looks for rows where a SIMD kernel disagrees with them:
 random shapes, float32 values anywhere in the finite range (subnormals, huge values, signed
 zeros, repeated values), with and without an importance matrix. The ISA is switched through the
-public API (app.kquant.set_isa), so this tests the dispatch table the app really uses.
+public API (quantdesk.kquant.set_isa), so this tests the dispatch table the app really uses.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import app.kquant as kq
+import quantdesk.kquant as kq
 
 SIMD_ISAS = [isa for isa in kq.available_isas() if isa != "scalar"]
 pytestmark = pytest.mark.skipif(not SIMD_ISAS, reason="this machine/build has no SIMD kernels")

@@ -120,7 +120,7 @@ def test_bundle_check_passes_a_complete_layout(tmp_path: Path) -> None:
     for exe in check_bundle.executables(tmp_path):
         exe.parent.mkdir(parents=True, exist_ok=True)
         exe.touch()
-    touch("app/kquant/_kquant.abi3.so")
+    touch("quantdesk/kquant/_kquant.abi3.so")
     touch("_cffi_backend.so")
     touch("quantdesk-0.0.0.dist-info/METADATA")  # or quantdesk.egg-info, from an editable install
     for f in P.llama_lib_files():
@@ -128,7 +128,7 @@ def test_bundle_check_passes_a_complete_layout(tmp_path: Path) -> None:
     for f in P.starter_model_files():
         touch(Path(P.STARTER_PACKAGE) / f.name, f.stat().st_size)
     for f in P.resource_files():
-        touch(Path("resources") / f.relative_to(P.ROOT / "resources"))
+        touch(f.relative_to(P.ROOT))
     ext = {"win32": ".dll", "darwin": ".dylib"}.get(sys.platform, ".so")
     for folder, stems in P.required_qt_plugins().items():
         for stem in stems:

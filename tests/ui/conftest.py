@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def quantdesk_application(qapp):  # noqa: ANN001 - pytest-qt's fixture
-    from app.ui.app import make_application
+    from quantdesk.ui.app import make_application
 
     return make_application([])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
-from app.core import settings
-from app.ui.app import make_application
-from app.ui.main_window import MainWindow
+from quantdesk.core import settings
+from quantdesk.ui.app import make_application
+from quantdesk.ui.main_window import MainWindow
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_settings_are_kept_per_model_file(qtbot, window):
 
 
 def test_new_chat_while_a_reply_streams_keeps_it_saved(qtbot, window):
-    from app.ui.app import crash_reporter
+    from quantdesk.ui.app import crash_reporter
 
     page = window.page("chat")
     s = page.panel.settings()

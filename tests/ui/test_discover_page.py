@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from app.core import downloads
-from app.ui.app import make_application
-from app.ui.context import AppContext
-from app.ui.discover_page import DiscoverPage
+from quantdesk.core import downloads
+from quantdesk.ui.app import make_application
+from quantdesk.ui.context import AppContext
+from quantdesk.ui.discover_page import DiscoverPage
 from tests.hubserver import TOKEN, fake_hub  # noqa: F401  (fixture)
 
 FAST = {"stall_timeout_s": 0.3, "retry_wait_s": 0.01}

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app.core import paths
-from app.core.evaluate import DEFAULT_LEVELS, LadderRequest, LadderResult, LevelResult, list_results, save_result
-from app.ui.context import AppContext
-from app.ui.lab_page import LAB_LEVELS, SOURCE_HINT, LabPage
+from quantdesk.core import paths
+from quantdesk.core.evaluate import DEFAULT_LEVELS, LadderRequest, LadderResult, LevelResult, list_results, save_result
+from quantdesk.ui.context import AppContext
+from quantdesk.ui.lab_page import LAB_LEVELS, SOURCE_HINT, LabPage
 from bench.llama_quantize_ref import llama_quantize
 
 
@@ -185,8 +185,8 @@ def test_opening_the_window_does_not_load_the_chart_library(tmp_path: Path) -> N
     report = tmp_path / "report.txt"
     script = (
         "import sys\n"
-        "from app.ui.app import make_application\n"
-        "from app.ui.main_window import MainWindow\n"
+        "from quantdesk.ui.app import make_application\n"
+        "from quantdesk.ui.main_window import MainWindow\n"
         f"out = open({str(report)!r}, 'w', encoding='utf-8')\n"
         "app = make_application([])\n"
         "w = MainWindow(); w.show(); app.processEvents()\n"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from app.core import library, paths
-from app.ui.app import make_application
-from app.ui.context import AppContext
-from app.ui.library_page import LibraryPage
+from quantdesk.core import library, paths
+from quantdesk.ui.app import make_application
+from quantdesk.ui.context import AppContext
+from quantdesk.ui.library_page import LibraryPage
 from tests.hubserver import tiny_checkpoint, tiny_gguf
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from app.core import library, paths
-from app.core.gguf_file import open_gguf
-from app.ui.app import make_application
-from app.ui.context import AppContext
-from app.ui.library_page import LibraryPage
-from app.ui.quantize_page import QuantizePage
+from quantdesk.core import library, paths
+from quantdesk.core.gguf_file import open_gguf
+from quantdesk.ui.app import make_application
+from quantdesk.ui.context import AppContext
+from quantdesk.ui.library_page import LibraryPage
+from quantdesk.ui.quantize_page import QuantizePage
 from tests.core.test_convert import recipes
 
 

@@ -8,10 +8,10 @@ from PySide6.QtWidgets import QApplication
 
 import pytest
 
-from app.core import settings
-from app.ui.app import crash_reporter, make_application
-from app.ui.context import PAGE_KEYS
-from app.ui.main_window import BrokenPage, MainWindow
+from quantdesk.core import settings
+from quantdesk.ui.app import crash_reporter, make_application
+from quantdesk.ui.context import PAGE_KEYS
+from quantdesk.ui.main_window import BrokenPage, MainWindow
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +74,7 @@ def test_unexpected_exception_in_a_thread_is_logged_not_fatal(qtbot):
 
 
 def test_appearance_switches_between_light_and_dark(qtbot, monkeypatch):
-    from app.ui import theme
+    from quantdesk.ui import theme
 
     monkeypatch.delenv("QUANTDESK_THEME", raising=False)
     make_application([])

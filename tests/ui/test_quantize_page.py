@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from app.core import paths
-from app.core.gguf_index import read_index
-from app.core.quant_plan import make_plan
-from app.ui.context import AppContext
-from app.ui.quantize_page import QuantizePage
+from quantdesk.core import paths
+from quantdesk.core.gguf_index import read_index
+from quantdesk.core.quant_plan import make_plan
+from quantdesk.ui.context import AppContext
+from quantdesk.ui.quantize_page import QuantizePage
 from bench.llama_quantize_ref import llama_quantize
 
 
@@ -53,7 +53,7 @@ def test_quantizing_lands_in_the_library_with_a_card(qtbot, f16_source: Path) ->
     size = page.levels.level(page.levels.row_of("Q8_0")).output_bytes
     assert out.stat().st_size == size  # the list told the truth
     assert not page.start_button.isEnabled()  # that file exists now: no accidental second run
-    from app.core import library
+    from quantdesk.core import library
 
     assert any(e.path == out for e in library.list_models())
 

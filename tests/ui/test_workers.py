@@ -4,8 +4,8 @@ from __future__ import annotations
 import threading
 import time
 
-from app.core.jobs import Job, Progress
-from app.ui.workers import JobManager
+from quantdesk.core.jobs import Job, Progress
+from quantdesk.ui.workers import JobManager
 
 
 def test_result_and_progress_arrive_in_ui_thread(qtbot):

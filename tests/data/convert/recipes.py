@@ -129,7 +129,7 @@ def spm_tokenizer_files(folder: Path, add_bos: bool = True) -> None:
 
 def _gguf_string_array(path: Path, key: str) -> list[str]:
     """A string-array key of a GGUF, decoded straight from its bytes (GGUFReader takes seconds)."""
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     kv = read_index(path).fields[key]
     with path.open("rb") as f:
@@ -157,7 +157,7 @@ def smollm2_tokenizer_files(folder: Path, starter_gguf: Path) -> None:
 
 
 def _smollm2_tokenizer_texts(starter_gguf: Path) -> tuple[str, str]:
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     idx = read_index(starter_gguf)
     tokens = _gguf_string_array(starter_gguf, "tokenizer.ggml.tokens")
@@ -424,9 +424,9 @@ def starter_checkpoint(folder: Path, starter: Path) -> dict[str, np.ndarray]:
     Returns the GGUF-named float32 arrays the converted file must hold (as F16, norms F32)."""
     import gguf
 
-    from app import kquant  # the app's native dequantizer: fast, and any fixed weights will do
+    from quantdesk import kquant  # the app's native dequantizer: fast, and any fixed weights will do
 
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     idx = read_index(starter)
     meta = {k: kv.value for k, kv in idx.fields.items()}
@@ -556,7 +556,7 @@ _QWEN2_REGEX = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{
 
 def _bpe_from_vocab_gguf(folder: Path, vocab_gguf: Path, regex: str, normalizer: Optional[dict[str, Any]],
                          post: dict[str, Any], ignore_merges: bool, config: dict[str, Any]) -> None:
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     idx = read_index(vocab_gguf)
     tokens = _gguf_string_array(vocab_gguf, "tokenizer.ggml.tokens")
@@ -634,7 +634,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
     """sha256 of every key (raw bytes, in order) and every tensor (name, type, shape, bytes) of a GGUF."""
     import hashlib
 
-    from app.core.gguf_index import read_index
+    from quantdesk.core.gguf_index import read_index
 
     idx = read_index(path)
     raw = path.read_bytes()

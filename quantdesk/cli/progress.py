@@ -1,0 +1,60 @@
+"""Running a job on a terminal: a one-line progress bar on stderr, Ctrl+C cancels cleanly."""
+from __future__ import annotations
+
+import shutil
+import sys
+from typing import TextIO, TypeVar
+
+from quantdesk.core.jobs import Cancelled, Job, Progress
+from quantdesk.core.units import human_bytes, human_duration, human_rate
+
+T = TypeVar("T")
+
+
+def format_progress(p: Progress) -> str:
+    """'Quantizing blk.3.ffn_up — 41% — 1.2 GB/s — 8 s left', the line the UI shows too."""
+    parts = [p.message or p.stage or "Working"]
+    if p.fraction is not None:
+        parts.append(f"{p.fraction * 100:.0f}%")
+    elif p.done:
+        parts.append(human_bytes(p.done) if p.unit == "B" else f"{p.done:g} {p.unit}")
+    if p.rate:
+        parts.append(human_rate(p.rate, p.unit))
+    if p.eta_s is not None:
+        parts.append(human_duration(p.eta_s) + " left")
+    return " — ".join(parts)
+
+
+def run_job(job: Job[T], stream: TextIO | None = None) -> T:
+    """Run `job` here, drawing progress on a terminal (plain lines when not a terminal)."""
+    stream = stream or sys.stderr
+    tty = stream.isatty()
+    last = [""]
+    # One line, redrawn in place: cut to the terminal's width (a wrapped line cannot be redrawn)
+    # and padded with spaces to wipe the previous one. No ANSI codes: the classic Windows console
+    # prints them as text.
+    width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+
+    def draw(p: Progress) -> None:
+        line = format_progress(p)
+        if tty:
+            frac = p.fraction or 0.0
+            bar = "█" * int(frac * 24) + "░" * (24 - int(frac * 24))
+            stream.write("\r" + f"{bar} {line}"[:width].ljust(width))
+            stream.flush()
+        elif p.message != last[0]:
+            last[0] = p.message
+            stream.write(line + "\n")
+
+    try:
+        result = job.run(draw)
+    except KeyboardInterrupt:
+        job.cancel()
+        raise
+    except Cancelled:
+        if tty:
+            stream.write("\n")
+        raise
+    if tty:
+        stream.write("\n")
+    return result

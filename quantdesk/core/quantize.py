@@ -1,0 +1,645 @@
+"""Quantizing a GGUF model file to a level such as Q4_K_M: the streaming, safe, cancellable run.
+
+The same bytes llama.cpp's llama-quantize writes (tests compare them), made by our own kernels
+(quantdesk.kquant). What happens, in order:
+
+1. prepare(): every check that can fail is done before anything is written: the source is a
+   sound GGUF (quantdesk.core.gguf_file), it is not the output, the output does not exist (unless
+   overwrite), the imatrix reads, the plan can be made (quantdesk.core.quant_plan), the disk has room.
+2. run(): the source is memory-mapped read-only and processed tensor by tensor, in slices of
+   rows, so memory stays bounded by a slice, not the model (pages already used are handed back
+   to the OS). The output is an unnamed file in the destination folder that gets its name only
+   when complete (quantdesk.core.quant_writer); a card is written beside it (quantdesk.core.model_card).
+
+Both run as one quantdesk.core.jobs Job: progress in bytes of the source, with the tensor in the
+message ("Quantizing blk.12.ffn_down (57/272)"), and cancel checked between slices (each well
+under a second of work).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence
+
+import gguf
+import numpy as np
+
+from quantdesk import kquant
+from quantdesk.core.gguf_file import GGUFError
+from quantdesk.core.gguf_index import read_index
+from quantdesk.core.imatrix import Imatrix, ImatrixError, load_imatrix
+from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
+from quantdesk.core.model_card import ModelCard, card_path, file_sha256, write_card
+from quantdesk.core.quant_plan import (
+    FILE_TYPES,
+    FileType,
+    Plan,
+    PlanError,
+    PlanOptions,
+    TensorPlan,
+    file_type,
+    make_plan,
+    parse_ggml_type,
+    row_bytes,
+)
+from quantdesk.core.quant_writer import AtomicOutput, build_header
+
+T = gguf.GGMLQuantizationType
+
+# Values per slice of rows to start with: ~4 M values is a few tens of ms in a fast kernel and
+# 16 MB of float32 at most. Slow kernels (IQ4_NL: a few M values/s) get smaller slices so that
+# cancel and progress stay well under a second (SLICE_SECONDS).
+SLICE_VALUES = 1 << 22
+SLICE_SECONDS = 0.2
+
+
+class QuantizeError(Exception):
+    """Something the user can fix stops the run; the message says what, in one line."""
+
+
+@dataclass
+class QuantizeRequest:
+    """Everything `quantdesk quantize` and the Quantize page let the user choose."""
+
+    source: Path
+    output: Path
+    level: str = "Q4_K_M"
+    threads: Optional[int] = None
+    imatrix: Optional[Path] = None
+    allow_requantize: bool = False
+    output_tensor_type: Optional[str] = None
+    token_embedding_type: Optional[str] = None
+    tensor_types: Sequence[str] = ()  # "REGEX=TYPE", like llama-quantize's --tensor-type
+    pure: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        self.source = Path(self.source)
+        self.output = Path(self.output)
+        self.imatrix = Path(self.imatrix) if self.imatrix else None
+
+
+@dataclass
+class QuantizeResult:
+    output: Path
+    card: Path
+    level: str
+    source_bytes: int
+    output_bytes: int
+    seconds: float
+    n_tensors: int
+
+
+@dataclass
+class Prepared:
+    """A request checked and planned; nothing written yet."""
+
+    request: QuantizeRequest
+    file_type: FileType
+    plan: Plan
+    header: bytes
+    offsets: list[int]
+    alignment: int
+    imatrix: Optional[Imatrix]
+    output_bytes: int
+    notes: list[str] = field(default_factory=list)  # things worth telling the user (fallbacks ...)
+
+
+def plan_options(request: QuantizeRequest, has_imatrix: bool) -> PlanOptions:
+    """The request's switches in the plan's terms. Raises PlanError for a malformed switch."""
+    overrides = []
+    for item in request.tensor_types:
+        name, sep, tname = item.partition("=")
+        if not sep or not name or not tname:
+            raise PlanError(f"--tensor-type wants REGEX=TYPE (e.g. attn_v=q8_0), got {item!r}")
+        try:
+            re.compile(name.lower())
+        except re.error as e:
+            raise PlanError(f"--tensor-type {item!r}: not a valid regular expression ({e})") from None
+        overrides.append((name.lower(), parse_ggml_type(tname)))  # llama-quantize lowercases names
+    return PlanOptions(
+        output_tensor_type=parse_ggml_type(request.output_tensor_type) if request.output_tensor_type else None,
+        token_embedding_type=parse_ggml_type(request.token_embedding_type) if request.token_embedding_type else None,
+        tensor_types=overrides,
+        pure=request.pure,
+        allow_requantize=request.allow_requantize,
+        has_imatrix=has_imatrix,
+    )
+
+
+# Types we can write: the kernels' table, plus the plain float types done here in numpy.
+def writable_types() -> set[T]:
+    return {T.F32, T.F16, T.BF16} | {T(info.ggml_type) for info in kquant.TYPES.values()}
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space for an ordinary user in `folder` (a function so tests can reason about it)."""
+    return shutil.disk_usage(folder).free
+
+
+def imatrix_kv(imatrix: Imatrix, name_as_given: str) -> list[tuple[str, object, gguf.GGUFValueType]]:
+    """The quantize.imatrix.* keys llama-quantize adds (integers land as u32, strings cut at 127 bytes)."""
+    kv: list[tuple[str, object, gguf.GGUFValueType]] = [
+        ("quantize.imatrix.file", _c_str127(name_as_given), gguf.GGUFValueType.STRING)
+    ]
+    if imatrix.datasets:
+        kv.append(("quantize.imatrix.dataset", _c_str127(imatrix.datasets[0]), gguf.GGUFValueType.STRING))
+    kv.append(("quantize.imatrix.entries_count", len(imatrix.values), gguf.GGUFValueType.UINT32))
+    if imatrix.chunk_count > 0:
+        kv.append(("quantize.imatrix.chunks_count", imatrix.chunk_count, gguf.GGUFValueType.UINT32))
+    return kv
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when both names lead to the same file (hard links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _c_str127(s: str) -> str:
+    # a file name need not be UTF-8 (Linux): its undecodable bytes, kept by Python as surrogates,
+    # cannot go into a GGUF string and become "?"
+    b = s.encode("utf-8", "replace")[:127]
+    return b.decode("utf-8", "ignore")
+
+
+def prepare(request: QuantizeRequest) -> Prepared:
+    """Check everything and make the plan. Raises QuantizeError with a one-line message."""
+    src, out = request.source, request.output
+    try:
+        index = read_index(src)
+    except GGUFError as e:
+        raise QuantizeError(str(e)) from None
+    try:
+        out_exists = out.exists() or out.is_symlink()
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise QuantizeError(f"{out}: {e.strerror or e}") from None
+    if out_exists:
+        if src.resolve() == out.resolve() or _same_file(src, out):
+            raise QuantizeError(f"{out.name}: the output would replace the source; choose another name")
+        if request.imatrix is not None and (request.imatrix.resolve() == out.resolve() or _same_file(request.imatrix, out)):
+            raise QuantizeError(f"{out.name}: the output would replace the imatrix; choose another name")
+        if not request.overwrite:
+            raise QuantizeError(f"{out} already exists; choose another name or allow replacing it (--overwrite)")
+        if out.is_dir():
+            raise QuantizeError(f"{out} is a folder")
+    elif src.resolve() == out.resolve():
+        raise QuantizeError(f"{out.name}: the output would replace the source; choose another name")
+    card = card_path(out)  # written beside the output, replacing any file of that name
+    for what, path in (("source", src), ("imatrix", request.imatrix)):
+        if path is not None and _same_file(path, card):
+            raise QuantizeError(f"{card.name}: the card written beside the output would replace the {what}; "
+                                "choose another name")
+    if not out.parent.is_dir():
+        raise QuantizeError(f"{out.parent}: no such folder")
+    if not os.access(out.parent, os.W_OK):
+        raise QuantizeError(f"{out.parent}: no permission to write here")
+
+    try:
+        ft = file_type(request.level)
+        imatrix = load_imatrix(request.imatrix) if request.imatrix else None
+        plan = make_plan(index, ft, plan_options(request, imatrix is not None))
+    except (PlanError, ImatrixError) as e:
+        raise QuantizeError(str(e)) from None
+
+    can_write = writable_types()
+    for t in plan.tensors:
+        if t.converts and t.dst_type not in can_write:
+            raise QuantizeError(f"{t.name}: type {t.dst_type.name} cannot be written by this version")
+        if t.converts and t.src_type not in can_write and t.src_type not in _GGUF_PY_DEQUANT:
+            raise QuantizeError(f"{t.name}: cannot read type {t.src_type.name} to requantize it")
+        if imatrix is not None and t.converts:
+            try:
+                imatrix.for_tensor(t.name, t.shape[0] * int(np.prod(t.shape[2:], dtype=np.int64)))
+            except ImatrixError as e:
+                raise QuantizeError(str(e)) from None
+
+    extra = imatrix_kv(imatrix, str(request.imatrix)) if imatrix is not None else []
+    header, offsets, data_bytes = build_header(index, plan, extra)
+    output_bytes = len(header) + data_bytes
+    free = free_bytes(out.parent)
+    if free < output_bytes:
+        from quantdesk.core.units import human_bytes
+
+        raise QuantizeError(
+            f"not enough free space in {out.parent}: the output needs {human_bytes(output_bytes)}, "
+            f"only {human_bytes(free)} is free"
+        )
+    notes = []
+    if plan.n_fallback:
+        notes.append(
+            f"{plan.n_fallback} tensors have rows that do not fit {ft.base.name} blocks and use a nearby type"
+        )
+    return Prepared(request, ft, plan, header, offsets, index.alignment, imatrix, output_bytes, notes)
+
+
+# Types gguf-py can turn back into floats (for requantizing types our kernels do not read).
+_GGUF_PY_DEQUANT = set(getattr(gguf.quants, "_type_traits", {})) | {T.F32, T.F16, T.BF16}
+
+
+# --- converting one slice of rows -------------------------------------------------------------
+
+
+def _read_rows(mm: mmap.mmap, t: TensorPlan, row0: int, nrows: int) -> tuple[np.ndarray, Optional[str]]:
+    """Rows [row0, row0+nrows) of the source tensor as the kernels take them (no copy for F32/F16).
+
+    Returns (array, src_dtype) where src_dtype is "bf16" for raw bfloat16 bits."""
+    n = t.shape[0]
+    src = t.src_type
+    if src in (T.F32, T.F16, T.BF16):
+        dtype = {T.F32: np.float32, T.F16: np.float16, T.BF16: np.uint16}[src]
+        itemsize = np.dtype(dtype).itemsize
+        a = np.frombuffer(mm, dtype=dtype, count=nrows * n, offset=t.src_offset + row0 * n * itemsize)
+        return a.reshape(nrows, n), ("bf16" if src == T.BF16 else None)
+    blk, size = gguf.GGML_QUANT_SIZES[src]
+    rbytes = n // blk * size
+    raw = np.frombuffer(mm, dtype=np.uint8, count=nrows * rbytes, offset=t.src_offset + row0 * rbytes)
+    if src.name in kquant.TYPES:
+        return kquant.dequantize(raw, src.name, (nrows, n)), None
+    return gguf.quants.dequantize(raw.reshape(nrows, rbytes), src).astype(np.float32, copy=False), None
+
+
+def _to_f32(x: np.ndarray, src_dtype: Optional[str]) -> np.ndarray:
+    if src_dtype == "bf16":
+        return (x.astype(np.uint32) << 16).view(np.float32)
+    return x.astype(np.float32, copy=False)
+
+
+def _f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
+    """Round to nearest even, NaN kept quiet: the conversion ggml uses when writing BF16."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = ((u + (np.uint32(0x7FFF) + ((u >> 16) & 1))) >> 16).astype(np.uint16)
+    is_nan = (u & 0x7FFFFFFF) > 0x7F800000
+    return np.where(is_nan, ((u >> 16) | 64).astype(np.uint16), rounded)
+
+
+def convert_rows(
+    x: np.ndarray, src_dtype: Optional[str], dst: T, imatrix: Optional[np.ndarray], threads: Optional[int]
+) -> np.ndarray:
+    """Rows in, the destination type's bytes out."""
+    if dst == T.F32:
+        return _to_f32(x, src_dtype).reshape(-1).view(np.uint8)
+    if dst == T.F16:
+        with np.errstate(over="ignore"):  # a value beyond F16's range becomes Inf, refused by the caller
+            return _to_f32(x, src_dtype).astype(np.float16).reshape(-1).view(np.uint8)
+    if dst == T.BF16:
+        if src_dtype == "bf16":
+            return np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+        return _f32_to_bf16_bits(_to_f32(x, src_dtype)).reshape(-1).view(np.uint8)
+    return kquant.quantize(x, dst.name, imatrix=imatrix, threads=threads, src_dtype=src_dtype)
+
+
+# --- refusing NaN and Inf, as llama.cpp does ---------------------------------------------------
+
+# Where each quantized type keeps its fp16 scales, per block: (block bytes, byte offsets). A block
+# whose scale is NaN or Inf decodes to NaN/Inf weights. llama-quantize checks these fields (and
+# every value of F32/F16/BF16 data) in each source tensor it reads and each tensor it makes
+# (ggml_validate_row_data), and refuses the model when one is not finite; so do we.
+_SCALE_FIELDS: dict[T, tuple[int, tuple[int, ...]]] = {
+    T.Q4_0: (18, (0,)), T.Q4_1: (20, (0, 2)), T.Q5_0: (22, (0,)), T.Q5_1: (24, (0, 2)),
+    T.Q8_0: (34, (0,)), T.Q2_K: (84, (80, 82)), T.Q3_K: (110, (108,)), T.Q4_K: (144, (0, 2)),
+    T.Q5_K: (176, (0, 2)), T.Q6_K: (210, (208,)), T.IQ4_NL: (18, (0,)), T.IQ4_XS: (136, (0,)),
+}
+# Float types by their bits: a value is NaN or Inf when, sign bit cleared, it is at least this.
+_FLOAT_BITS: dict[T, tuple[type, int, int]] = {
+    T.F32: (np.uint32, 0x7FFFFFFF, 0x7F800000), T.F16: (np.uint16, 0x7FFF, 0x7C00), T.BF16: (np.uint16, 0x7FFF, 0x7F80),
+}
+
+
+def first_nonfinite_byte(data: object, t: T) -> Optional[int]:
+    """Offset in `data` (whole blocks or values of type t) of the first value or block scale that
+    is NaN or Inf; None when all are finite, or for a type whose layout is not checked here.
+    Integer operations on the bits: several times faster than np.isfinite on float16."""
+    if t in _FLOAT_BITS:
+        dtype, magnitude, inf = _FLOAT_BITS[t]
+        bits = np.frombuffer(data, dtype=dtype) & dtype(magnitude)
+        if bits.size == 0 or bits.max() < inf:
+            return None
+        return int(np.argmax(bits >= inf)) * bits.itemsize
+    if t not in _SCALE_FIELDS:
+        return None
+    block_bytes, offsets = _SCALE_FIELDS[t]
+    blocks = np.frombuffer(data, dtype=np.uint8).reshape(-1, block_bytes)
+    bad = np.zeros(len(blocks), dtype=bool)
+    for off in offsets:  # an fp16 is NaN or Inf when its exponent bits (in the high byte) are all set
+        bad |= (blocks[:, off + 1] & 0x7C) == 0x7C
+    return int(np.argmax(bad)) * block_bytes if bad.any() else None
+
+
+def _check_finite(t: TensorPlan, data: object, dtype: T, first_row: int, source: bool) -> None:
+    """Raise QuantizeError naming the tensor and row when `data` (whole rows of `dtype`, starting
+    at row `first_row` of the tensor) holds a NaN or Inf."""
+    at = first_nonfinite_byte(data, dtype)
+    if at is None:
+        return
+    row = first_row + at // row_bytes(dtype, t.shape[0])
+    if source:
+        raise QuantizeError(f"{t.name}: row {row} holds NaN or Inf values; the model is damaged")
+    raise QuantizeError(
+        f"{t.name}: row {row} holds values too large for {dtype.name} (they would become Inf); "
+        "choose a level with more range"
+    )
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _mapped(path: Path) -> Iterator[mmap.mmap]:
+    """The source, memory-mapped read-only for the length of the run.
+
+    The rows handed to the kernels are numpy views of this map. When a run fails (a NaN weight,
+    say), the exception's traceback still holds such a view while the map is closed, and
+    mmap.close() then raises BufferError, which would replace the error the user needs to see.
+    The map is released with the last view instead."""
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        yield mm
+    finally:
+        try:
+            mm.close()
+        except BufferError:
+            pass
+
+
+def _drop_pages(mm: mmap.mmap, start: int, stop: int) -> None:
+    """Tell the OS we are done with these source pages, so they do not pile up in our memory."""
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if advice is None or stop <= start:
+        return
+    page = mmap.PAGESIZE
+    a = start // page * page
+    b = min(len(mm), -(-stop // page) * page)
+    try:
+        mm.madvise(advice, a, b - a)
+    except (OSError, ValueError):
+        pass  # only an optimisation
+
+
+def _human_name(name: str) -> str:
+    return name[: -len(".weight")] if name.endswith(".weight") else name
+
+
+def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> QuantizeResult:
+    """Write the output. On any failure or cancel, nothing is left at the output path."""
+    req, plan = prepared.request, prepared.plan
+    started = time.monotonic()
+    total_in = sum(t.src_nbytes for t in plan.tensors) or 1
+    n = len(plan.tensors)
+
+    hasher = _BackgroundHash(req.source)  # overlaps hashing the source with the work
+    out = AtomicOutput(req.output, overwrite=req.overwrite)
+    try:
+        with _mapped(req.source) as mm:
+            out.write(prepared.header)
+            done_in = 0
+            for i, t in enumerate(plan.tensors):
+                label = f"Quantizing {_human_name(t.name)} ({i + 1}/{n})"
+                cancel.check()
+                report(Progress(done_in, total_in, "B", label, "Quantizing"))
+                written = _write_tensor(mm, t, prepared, out, cancel, lambda d: report(
+                    Progress(done_in + d, total_in, "B", label, "Quantizing")))
+                pad = -written % prepared.alignment
+                if pad:
+                    out.write(bytes(pad))
+                done_in += t.src_nbytes
+            report(Progress(total_in, total_in, "B", "Writing to disk", "Quantizing"))
+            cancel.check()
+        source_hash = hasher.result(cancel)
+        try:
+            out.commit()
+        except PermissionError as e:  # Windows: the file being replaced is open (loaded in Chat ...)
+            raise QuantizeError(f"{req.output}: cannot put the result in place ({e.strerror or e}); "
+                                "if that file is open in Chat or another program, close it there") from None
+    except BaseException:
+        hasher.stop()
+        out.abort()
+        raise
+    seconds = time.monotonic() - started
+    imatrix_hash = file_sha256(req.imatrix) if req.imatrix else None
+    card = ModelCard(
+        output=str(req.output),
+        source=str(req.source),
+        source_sha256=source_hash,
+        level=prepared.file_type.name,
+        imatrix=str(req.imatrix) if req.imatrix else None,
+        imatrix_sha256=imatrix_hash,
+        seconds=round(seconds, 3),
+        output_bytes=prepared.output_bytes,
+        options=_card_options(req),
+    )
+    try:
+        cpath = write_card(card, req.output)
+    except OSError:
+        cpath = card_path(req.output)  # the model is fine; a missing card is not worth losing it
+    return QuantizeResult(req.output, cpath, prepared.file_type.name, total_in, prepared.output_bytes, seconds, n)
+
+
+def _card_options(req: QuantizeRequest) -> dict[str, object]:
+    opts: dict[str, object] = {}
+    for key in ("allow_requantize", "pure"):
+        if getattr(req, key):
+            opts[key] = True
+    for key in ("output_tensor_type", "token_embedding_type"):
+        if getattr(req, key):
+            opts[key] = getattr(req, key)
+    if req.tensor_types:
+        opts["tensor_types"] = list(req.tensor_types)
+    return opts
+
+
+def _write_tensor(
+    mm: mmap.mmap,
+    t: TensorPlan,
+    prepared: Prepared,
+    out: AtomicOutput,
+    cancel: CancelToken,
+    progress: Callable[[int], None],
+) -> int:
+    """Stream one tensor to the output in slices of rows; returns the bytes written."""
+    if not t.converts:
+        src_row_bytes = max(1, row_bytes(t.src_type, t.shape[0]))
+        step = max(1, SLICE_VALUES * 2 // src_row_bytes) * src_row_bytes  # whole rows, to check them
+        view = memoryview(mm)
+        try:
+            for a in range(0, t.src_nbytes, step):
+                b = min(t.src_nbytes, a + step)
+                _check_finite(t, view[t.src_offset + a : t.src_offset + b], t.src_type, a // src_row_bytes, True)
+                out.write(view[t.src_offset + a : t.src_offset + b])
+                _drop_pages(mm, t.src_offset + a, t.src_offset + b)
+                progress(b)
+                cancel.check()
+        finally:
+            view.release()
+        return t.src_nbytes
+
+    ncols = t.shape[0]
+    rows_per_expert = int(np.prod(t.shape[1:2], dtype=np.int64)) if len(t.shape) > 1 else 1
+    n_experts = int(np.prod(t.shape[2:], dtype=np.int64)) if len(t.shape) > 2 else 1
+    im = None
+    if prepared.imatrix is not None:
+        im = prepared.imatrix.for_tensor(t.name, ncols * n_experts)
+    src_row_bytes = t.src_nbytes // max(1, rows_per_expert * n_experts)
+    max_step = max(1, SLICE_VALUES // ncols)
+    step = max_step
+    written = 0
+    for e in range(n_experts):
+        im_e = im[e * ncols : (e + 1) * ncols] if im is not None else None
+        r = 0
+        while r < rows_per_expert:
+            rows = min(step, rows_per_expert - r)
+            row0 = e * rows_per_expert + r
+            started = time.monotonic()
+            x, src_dtype = _read_rows(mm, t, row0, rows)
+            try:
+                data = convert_rows(x, src_dtype, t.dst_type, im_e, prepared.request.threads)
+            except ValueError as err:
+                raise QuantizeError(f"{t.name}: {err}") from None
+            if first_nonfinite_byte(data, t.dst_type) is not None:
+                # a NaN or Inf weight (the kernels refuse those themselves), or one the type cannot hold
+                source_bad = not np.isfinite(_to_f32(x, src_dtype)).all()
+                _check_finite(t, data, t.dst_type, row0, source_bad)
+            del x
+            out.write(data)
+            written += data.size
+            _drop_pages(mm, t.src_offset + row0 * src_row_bytes, t.src_offset + (row0 + rows) * src_row_bytes)
+            progress((row0 + rows) * src_row_bytes)
+            cancel.check()
+            r += rows
+            took = time.monotonic() - started
+            if took > SLICE_SECONDS and step > 1:
+                step = max(1, int(step * SLICE_SECONDS / took))
+            elif took < SLICE_SECONDS / 4 and step < max_step:
+                step = min(max_step, step * 2)
+    if written != t.dst_nbytes:  # would mean a wrong plan: never write a file with a broken layout
+        raise QuantizeError(f"{t.name}: wrote {written} bytes, the plan says {t.dst_nbytes}")
+    return written
+
+
+class _BackgroundHash:
+    """SHA-256 of the source computed in a thread while the run goes on (remembered by model_card)."""
+
+    def __init__(self, path: Path):
+        self._result: Optional[str] = None
+        self._error: Optional[BaseException] = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(path,), name="hash-source", daemon=True)
+        self._thread.start()
+
+    def _work(self, path: Path) -> None:
+        try:
+            self._result = file_sha256(path, stop=self._stop)
+        except BaseException as e:  # reported by result()
+            self._error = e
+
+    def result(self, cancel: CancelToken) -> str:
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+            cancel.check()
+        if self._error is not None:
+            raise QuantizeError(f"cannot read the source to hash it ({self._error})")
+        assert self._result is not None
+        return self._result
+
+    def stop(self) -> None:
+        """Stop hashing (the run failed or was cancelled) and wait for the thread, which ends
+        within one read: until then it holds the source open, and Windows cannot delete an open
+        file (convert removes its intermediate source right after a failed run)."""
+        self._stop.set()
+        self._thread.join(10)
+
+
+# --- what the Quantize page shows before starting ----------------------------------------------
+
+
+@dataclass
+class LevelEstimate:
+    """One row of the level list: the size the output will have, from this model's own plan."""
+
+    level: str
+    output_bytes: int
+    bits_per_weight: float
+    tradeoff: str
+    problem: Optional[str] = None  # why this level cannot be made from this source
+
+
+@dataclass
+class SourceSummary:
+    path: Path
+    architecture: str
+    n_weights: int
+    quantized_as: Optional[str]  # e.g. "Q4_1" when the weights are already quantized, else None
+    levels: list[LevelEstimate]
+
+
+def summarize_source(source: str | Path, imatrix: bool = False) -> SourceSummary:
+    """Read the source's header and plan every level (milliseconds; run it as a job anyway, since
+    the disk may be slow). Raises QuantizeError for a file that is not a sound GGUF."""
+    source = Path(source)
+    try:
+        index = read_index(source)
+    except GGUFError as e:
+        raise QuantizeError(str(e)) from None
+    weights = [t for t in index.tensors if len(t.shape) >= 2]
+    quantized = sorted({t.type.name for t in weights if t.type not in (T.F32, T.F16, T.BF16)})
+    can_write = writable_types()
+    levels = []
+    for name, ft in FILE_TYPES.items():
+        try:
+            plan = make_plan(index, ft, PlanOptions(allow_requantize=True, has_imatrix=imatrix))
+        except PlanError as e:
+            levels.append(LevelEstimate(name, 0, 0.0, ft.tradeoff, str(e)))
+            continue
+        missing = sorted({t.dst_type.name for t in plan.tensors if t.converts and t.dst_type not in can_write})
+        problem = f"needs {', '.join(missing)}, not available in this version" if missing else None
+        size = index.data_offset + plan.data_bytes  # the header barely changes: same keys, same names
+        levels.append(LevelEstimate(name, size, plan.bits_per_weight, ft.tradeoff, problem))
+    return SourceSummary(
+        path=source,
+        architecture=str(index.get("general.architecture", "unknown")),
+        n_weights=sum(t.n_elements for t in index.tensors),
+        quantized_as=", ".join(quantized) or None,
+        levels=levels,
+    )
+
+
+_LEVEL_IN_NAME = re.compile(r"[-_.](?:I?Q\d(?:_[A-Z0-9]+)*|F16|BF16|F32)$", re.IGNORECASE)
+
+
+def default_output(source: Path, level: str, folder: Path) -> Path:
+    """'SmolLM2-135M-Instruct.Q4_1.gguf' at Q8_0 -> folder/'SmolLM2-135M-Instruct-Q8_0.gguf'."""
+    stem = source.name[: -len(".gguf")] if source.name.lower().endswith(".gguf") else source.stem
+    stem = _LEVEL_IN_NAME.sub("", stem) or stem
+    return folder / f"{stem}-{file_type(level).name}.gguf"
+
+
+def quantize_file(
+    request: QuantizeRequest,
+    report: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> QuantizeResult:
+    """Prepare and run in the calling thread (scripts, tests)."""
+    prepared = prepare(request)
+    return run(prepared, report or (lambda p: None), cancel or CancelToken())
+
+
+def quantize_job(request: QuantizeRequest) -> Job[QuantizeResult]:
+    """The job the CLI and the Quantize page run: checks first, then the streaming run."""
+
+    def fn(report: ProgressCallback, cancel: CancelToken) -> QuantizeResult:
+        report(Progress(0, 0, "B", "Checking the source", "Preparing"))
+        prepared = prepare(request)
+        cancel.check()
+        return run(prepared, report, cancel)
+
+    return Job(f"Quantize {request.source.name} to {request.level.upper()}", fn)

@@ -1,0 +1,782 @@
+"""Chat: conversations on the left, the transcript in the middle, model settings on the right.
+
+The page owns one ChatEngine (quantdesk/core/chat.py) and one conversation Store (quantdesk/core/store.py).
+Loading and generating are Jobs run by ctx.jobs, one at a time; the reply streams into a
+ReplyStream that the worker also saves to the store every few tokens, and the view re-renders
+the growing reply on each (throttled, ~10 per second) progress signal. The UI thread only ever
+renders and saves small rows, so the window stays responsive while tokens stream.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QModelIndex, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QInputDialog,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from quantdesk.core.chat import ChatEngine, ChatError, ChatSettings, ModelFacts, Reply, ReplyStream, default_settings, read_facts
+from quantdesk.core import renames
+from quantdesk.core.gguf_file import GGUFError
+from quantdesk.core.jobs import Job
+from quantdesk.core.starter import starter_model_path
+from quantdesk.core.store import UNTITLED, Store
+from quantdesk.ui import theme
+from quantdesk.ui.chat_settings import ChatSettingsPanel
+from quantdesk.ui.chat_widgets import Composer, MessageWidget, Transcript, copy_text
+from quantdesk.ui.widgets import ElidedLabel, EmptyState, ErrorBanner, label
+from quantdesk.ui.workers import JobHandle
+
+log = logging.getLogger(__name__)
+
+ID_ROLE = Qt.ItemDataRole.UserRole + 1
+SUGGESTIONS = ("Explain what quantization does to a language model", "Write a haiku about the sea",
+               "Give me a Python function that reverses a string")
+OPEN_FILE = "__open__"
+
+
+class ChatPage(QWidget):
+    title = "Chat"
+
+    def __init__(self, ctx, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName("PageRoot")
+        self.store = Store()
+        self.engine = ChatEngine()
+        self.model_path: Optional[Path] = None
+        self.facts: Optional[ModelFacts] = None
+        self.conversation_id: Optional[int] = None
+        self.load_handle: Optional[JobHandle] = None
+        self.reply_handle: Optional[JobHandle] = None
+        self._stream: Optional[ReplyStream] = None
+        self._reply_widget: Optional[MessageWidget] = None
+        self._reply_id: Optional[int] = None
+        self._reply_conv: int = 0  # the conversation the running reply belongs to
+        self._editing_id: Optional[int] = None
+        self._pending_reply = False  # a reply waits for the model to finish loading
+        self._closed = False
+        self._library_models: list[Path] = []
+        self._build()
+        self._wire()
+        self._init_models()
+        self.refresh_conversations()
+        self.new_chat()
+        self.refresh_library()
+        if self.store.moved_aside is not None:
+            self.error.show_error(f"The saved chats could not be read, so a new, empty list was started. The old file "
+                                  f"is kept as {self.store.moved_aside.name} in the data folder.",
+                                  str(self.store.moved_aside))
+
+    # ---------------------------------------------------------------------------------- layout
+    def _build(self) -> None:
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+
+        # conversations
+        self.conv_pane = QFrame()
+        self.conv_pane.setObjectName("ConversationPane")
+        self.conv_pane.setFixedWidth(224)
+        cp = QVBoxLayout(self.conv_pane)
+        cp.setContentsMargins(12, 16, 12, 12)
+        cp.setSpacing(8)
+        self.new_button = QPushButton("  New chat")
+        self.new_button.setIcon(theme.icon("plus"))
+        self.new_button.setToolTip("New chat (Ctrl+N)")
+        cp.addWidget(self.new_button)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search chats")
+        self.search.setAccessibleName("Search chats")
+        self.search.setClearButtonEnabled(True)
+        self.search.addAction(theme.icon("search", "muted", 16), QLineEdit.ActionPosition.LeadingPosition)
+        cp.addWidget(self.search)
+        self.conv_model = QStandardItemModel(self)
+        self.conv_list = QListView()
+        self.conv_list.setModel(self.conv_model)
+        self.conv_list.setAccessibleName("Conversations")
+        self.conv_list.setEditTriggers(QListView.EditTrigger.NoEditTriggers)
+        self.conv_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.conv_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.conv_list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.conv_empty = label("No chats yet. Your conversations are saved here.", "Small", wrap=True)
+        cp.addWidget(self.conv_empty)
+        cp.addWidget(self.conv_list, 1)
+        cp.addStretch(0)
+        row.addWidget(self.conv_pane)
+
+        # centre
+        centre = QWidget()
+        cc = QVBoxLayout(centre)
+        cc.setContentsMargins(0, 0, 0, 0)
+        cc.setSpacing(0)
+        bar = QFrame()
+        bar.setObjectName("ModelBar")
+        br = QHBoxLayout(bar)
+        br.setContentsMargins(24, 12, 16, 12)
+        br.setSpacing(8)
+        self.title_label = ElidedLabel(UNTITLED, "PageTitle")
+        self.title_label.setMinimumWidth(80)
+        br.addWidget(self.title_label, 1)
+        self.model_box = QComboBox()
+        self.model_box.setAccessibleName("Model")
+        self.model_box.setToolTip("The model this chat uses; you can switch mid-conversation")
+        self.model_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_box.setMinimumContentsLength(26)
+        br.addWidget(self.model_box)
+        self.panel_button = QToolButton()
+        self.panel_button.setIcon(theme.icon("panel"))
+        self.panel_button.setCheckable(True)
+        self.panel_button.setToolTip("Model settings")
+        self.panel_button.setAccessibleName("Show model settings")
+        br.addWidget(self.panel_button)
+        cc.addWidget(bar)
+
+        self.transcript = Transcript()
+        cc.addWidget(self.transcript, 1)
+
+        bottom = QWidget()
+        bl = QHBoxLayout(bottom)
+        bl.setContentsMargins(24, 8, 24, 16)
+        bl.addStretch(1)
+        column = QWidget()
+        column.setMaximumWidth(760)
+        col = QVBoxLayout(column)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(6)
+        self.error = ErrorBanner()
+        col.addWidget(self.error)
+        self.edit_notice = QFrame()
+        en = QHBoxLayout(self.edit_notice)
+        en.setContentsMargins(4, 0, 4, 0)
+        en.addWidget(label("Editing a message: sending replaces it and everything after it.", "Small"), 1)
+        self.cancel_edit = QPushButton("Cancel edit")
+        en.addWidget(self.cancel_edit)
+        self.edit_notice.hide()
+        col.addWidget(self.edit_notice)
+        self.composer = Composer()
+        col.addWidget(self.composer)
+        foot = QHBoxLayout()
+        foot.setContentsMargins(4, 0, 4, 0)
+        self.status = ElidedLabel("", "StatusLine")
+        foot.addWidget(self.status, 1)
+        self.footer = label("", "StatusLine")
+        self.footer.setAlignment(Qt.AlignmentFlag.AlignRight)
+        foot.addWidget(self.footer)
+        col.addLayout(foot)
+        bl.addWidget(column, 100)
+        bl.addStretch(1)
+        cc.addWidget(bottom)
+        row.addWidget(centre, 1)
+
+        # settings
+        self.panel = ChatSettingsPanel()
+        row.addWidget(self.panel)
+        visible = bool(self.ctx.setting("chat.panel_visible", False))
+        self.panel.setVisible(visible)
+        self.panel_button.setChecked(visible)
+
+        find = QAction(self)
+        find.setShortcut(QKeySequence.StandardKey.Find)
+        find.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        find.triggered.connect(lambda: (self.search.setFocus(), self.search.selectAll()))
+        self.addAction(find)
+
+    def _wire(self) -> None:
+        self.new_button.clicked.connect(self.new_chat)
+        self.search.textChanged.connect(lambda _t: self.refresh_conversations())
+        self.conv_list.clicked.connect(self._conversation_clicked)
+        self.conv_list.activated.connect(self._conversation_clicked)
+        self.conv_list.customContextMenuRequested.connect(self._conversation_menu)
+        self.composer.edit.send.connect(self.send)
+        self.composer.edit.stop.connect(self.stop)
+        self.composer.button.clicked.connect(lambda: self.stop() if self.composer.generating else self.send())
+        self.cancel_edit.clicked.connect(self._end_edit)
+        self.panel_button.toggled.connect(self._toggle_panel)
+        self.panel.changed.connect(self._settings_changed)
+        self.panel.reset_requested.connect(self._reset_settings)
+        self.model_box.activated.connect(self._model_chosen)
+        self.ctx.chat_requested.connect(self.select_model)
+        self.ctx.new_chat_requested.connect(self.new_chat)
+        self.ctx.library_changed.connect(self.refresh_library)
+        theme.notifier().changed.connect(self._theme_changed)
+
+    # ---------------------------------------------------------------------------------- models
+    def _init_models(self) -> None:
+        try:
+            from quantdesk.core.hardware import llama_backend
+
+            b = llama_backend()
+            if b.gpu_offload:
+                self.panel.set_gpu_support(True, f"GPU offload available ({', '.join(b.devices) or 'GPU'}).")
+            else:
+                self.panel.set_gpu_support(False, "GPU layers: this llama.cpp build is CPU-only (no GPU offload "
+                                                  "compiled in), so every layer runs on the processor.")
+        except Exception as e:  # a broken llama.cpp shows up when loading; here it only disables the control
+            self.panel.set_gpu_support(False, f"GPU offload unknown: {e}")
+        last = self.ctx.setting("chat.last_model")
+        starter = starter_model_path()
+        candidate = Path(last) if last and Path(last).is_file() else starter
+        self._fill_model_box()
+        if candidate is not None:
+            self.select_model(candidate, announce=False)
+        else:
+            self._set_status("No model yet: get one from Discover or open a GGUF file.")
+
+    def _known_models(self) -> list[Path]:
+        """The starter model, the Library's GGUF files, and files opened here before."""
+        models: list[Path] = []
+        starter = starter_model_path()
+        if starter is not None:
+            models.append(starter)
+        models += [p for p in self._library_models if p not in models]
+        for p in self.ctx.setting("chat.recent_models", []) or []:
+            path = Path(p)
+            if path.is_file() and path not in models:
+                models.append(path)
+        return models
+
+    def refresh_library(self) -> None:
+        """List the Library's models in the background (it walks folders), then refill the menu."""
+        def list_gguf(report, cancel) -> list[Path]:
+            from quantdesk.core import library
+
+            return [e.path for e in library.list_models() if e.kind == "gguf"]
+
+        handle = self.ctx.jobs.start(Job("Listing models for Chat", list_gguf))
+        handle.finished.connect(self._library_listed)
+        handle.failed.connect(lambda error, tb: log.warning("could not list the library: %s", error))
+
+    def _library_listed(self, paths: list[Path]) -> None:
+        if self._closed:
+            return
+        self._library_models = list(paths)
+        self._fill_model_box()
+
+    def _fill_model_box(self) -> None:
+        self.model_box.blockSignals(True)
+        self.model_box.clear()
+        for path in self._known_models():
+            self.model_box.addItem(theme.icon("model", "muted", 16), path.stem, str(path))
+        self.model_box.addItem("Open a GGUF file…", OPEN_FILE)
+        if self.model_path is not None:
+            i = self.model_box.findData(str(self.model_path))
+            if i >= 0:
+                self.model_box.setCurrentIndex(i)
+        self.model_box.blockSignals(False)
+
+    def _model_chosen(self, index: int) -> None:
+        data = self.model_box.itemData(index)
+        if data == OPEN_FILE:
+            path, _ = QFileDialog.getOpenFileName(self, "Open a model", str(Path.home()), "GGUF models (*.gguf)")
+            if path:
+                self.select_model(Path(path))
+            else:
+                self._fill_model_box()
+            return
+        if data:
+            self.select_model(Path(data))
+
+    def select_model(self, path: Path, announce: bool = True) -> None:
+        """Use `path` for this chat (and new ones); it loads in the background when needed."""
+        path = Path(path)
+        try:
+            facts = read_facts(path)
+        except GGUFError as e:
+            self.error.show_error(f"Cannot use this model: {e}", "")
+            self._fill_model_box()
+            return
+        self.model_path, self.facts = path, facts
+        recent = [str(path)] + [p for p in (self.ctx.setting("chat.recent_models", []) or []) if p != str(path)]
+        if path != starter_model_path():
+            self.ctx.set_setting("chat.recent_models", recent[:10])
+        self.ctx.set_setting("chat.last_model", str(path))
+        self._fill_model_box()
+        saved = self.store.model_settings(path)
+        self.panel.set_model(facts)
+        self.panel.set_settings(ChatSettings.from_dict(saved, default_settings(facts)))
+        if self.conversation_id is not None:
+            self.store.set_conversation_model(self.conversation_id, path, self.panel.settings().to_dict())
+        self._update_placeholder()
+        if announce:
+            self._set_status(f"{path.stem} selected")
+            if self.isVisible():
+                self.preload()
+
+    def preload(self) -> None:
+        """Load the selected model now so the first reply starts at once."""
+        if self.model_path is not None and self._idle() and self.engine.needs_reload(self.model_path, self.panel.settings()):
+            self._start_load()
+
+    def on_shown(self) -> None:
+        if self.ctx.setting("chat.preload", True):
+            QTimer.singleShot(100, self.preload)
+        self.composer.edit.setFocus()
+
+    def _idle(self) -> bool:
+        """No job at all: neither loading nor generating."""
+        return self.load_handle is None and self.reply_handle is None
+
+    def _replying(self) -> bool:
+        """A reply is on its way (streaming, or waiting for the model to load)."""
+        return self.reply_handle is not None or self._pending_reply
+
+    def _start_load(self) -> bool:
+        assert self.model_path is not None
+        settings = self.panel.settings()
+        verdict = self.panel.memory_verdict()
+        if verdict == "won't fit":
+            self.error.show_error(
+                f"{self.model_path.name} will not fit in free memory with these settings. Lower the context "
+                "length or pick a smaller KV cache type in the model settings, or close other programs.")
+            self.panel_button.setChecked(True)
+            return False
+        if verdict == "tight":
+            self._set_status(f"Loading {self.model_path.stem}… memory is tight: other programs may slow down")
+        else:
+            self._set_status(f"Loading {self.model_path.stem}…")
+        self.load_handle = self.ctx.jobs.start(self.engine.load_job(self.model_path, settings))
+        self.load_handle.finished.connect(self._loaded)
+        self.load_handle.failed.connect(self._load_failed)
+        self.load_handle.cancelled.connect(self._load_cancelled)
+        self._update_controls()
+        return True
+
+    def _loaded(self, facts: ModelFacts) -> None:
+        if self._closed:
+            return
+        self.load_handle = None
+        self._set_status(self._ready_text())
+        self._update_controls()
+        if self._pending_reply:
+            if self.model_path is not None and self.engine.needs_reload(self.model_path, self.panel.settings()):
+                if not self._start_load():  # the model or its settings changed while it loaded
+                    self._pending_reply = False
+                    self._abandon_reply("The model was not loaded.")
+                return
+            self._pending_reply = False
+            self._start_reply()
+
+    def _load_failed(self, error: BaseException, tb: str) -> None:
+        self.load_handle = None
+        self._pending_reply = False
+        self._set_status("")
+        message = str(error) if isinstance(error, ChatError) else f"{type(error).__name__}: {error}"
+        self.error.show_error(f"Could not load the model: {message}", tb)
+        self._abandon_reply("The model did not load, so there is no reply.")
+        self._update_controls()
+
+    def _load_cancelled(self) -> None:
+        self.load_handle = None
+        self._pending_reply = False
+        self._set_status("Loading cancelled")
+        self._abandon_reply("Stopped before the model finished loading.")
+        self._update_controls()
+
+    # ----------------------------------------------------------------------------- settings
+    def _toggle_panel(self, on: bool) -> None:
+        self.panel.setVisible(on)
+        self.ctx.set_setting("chat.panel_visible", on)
+        self._fit_panes()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_panes()
+
+    def _fit_panes(self) -> None:
+        """On a narrow window the conversation list makes room for the transcript (min 520 px)."""
+        room = self.width() - (self.panel.width() if not self.panel.isHidden() else 0)
+        self.conv_pane.setVisible(room - self.conv_pane.width() >= 520)
+
+    def _settings_changed(self) -> None:
+        if self.model_path is None:
+            return
+        settings = self.panel.settings()
+        self.store.save_model_settings(self.model_path, settings.to_dict())
+        if self.conversation_id is not None:
+            self.store.set_conversation_model(self.conversation_id, self.model_path, settings.to_dict())
+        if self.engine.loaded and self.engine.template_override != settings.template_override and self._idle():
+            self.engine.set_template(settings.template_override)
+        if self.engine.loaded and self.engine.needs_reload(self.model_path, settings):
+            self._set_status("Settings changed: the model reloads with the next message")
+
+    def _reset_settings(self) -> None:
+        if self.facts is not None:
+            self.panel.set_settings(default_settings(self.facts))
+            self._settings_changed()
+
+    # ------------------------------------------------------------------------ conversations
+    def refresh_conversations(self) -> None:
+        self.conv_model.clear()
+        convs = self.store.conversations(self.search.text())
+        for conv in convs:
+            item = QStandardItem(conv.title)
+            item.setData(conv.id, ID_ROLE)
+            item.setToolTip(conv.title)
+            self.conv_model.appendRow(item)
+            if conv.id == self.conversation_id:
+                self.conv_list.setCurrentIndex(item.index())
+        searching = bool(self.search.text().strip())
+        self.conv_empty.setText("No chats match." if searching else "No chats yet. Your conversations are saved here.")
+        self.conv_empty.setVisible(not convs)
+        self.conv_list.setVisible(bool(convs))
+
+    def _conversation_clicked(self, index: QModelIndex) -> None:
+        cid = index.data(ID_ROLE)
+        if cid is not None and cid != self.conversation_id:
+            self.open_conversation(int(cid))
+
+    def _leave_current(self) -> None:
+        """Before showing another conversation: stop a running reply and let it finish in the store only."""
+        if self._replying():
+            self.stop()
+        self._reply_widget = None  # its widget is about to go; the reply's end still saves the text
+
+    def new_chat(self) -> None:
+        self._leave_current()
+        self.conversation_id = None
+        self._end_edit()
+        self.transcript.clear()
+        self.title_label.setText(UNTITLED)
+        self.conv_list.clearSelection()
+        self.footer.setText("")
+        self._update_placeholder()
+        self.composer.edit.setFocus()
+
+    def open_conversation(self, conversation_id: int) -> None:
+        conv = self.store.conversation(conversation_id)
+        if conv is None:
+            return
+        self._leave_current()
+        self._end_edit()
+        self.conversation_id = conversation_id
+        self.title_label.setText(conv.title)
+        if conv.model_path and Path(conv.model_path).is_file() and Path(conv.model_path) != self.model_path:
+            self.select_model(Path(conv.model_path), announce=False)
+        if conv.settings and self.facts is not None:
+            self.panel.set_settings(ChatSettings.from_dict(conv.settings, default_settings(self.facts)))
+        self.transcript.clear()
+        for m in self.store.messages(conversation_id):
+            w = self._add_message_widget(m.id, m.role, m.content)
+            if m.role == "assistant":
+                stats = dict(m.stats)
+                w.set_stats(stats)
+                if not m.complete and not stats:
+                    w.stats.setText("interrupted: the app closed before this reply finished")
+        self._update_placeholder()
+        self.transcript.scroll_to_bottom()
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        self.store.rename(conversation_id, title)
+        if conversation_id == self.conversation_id:
+            self.title_label.setText(self.store.conversation(conversation_id).title)
+        self.refresh_conversations()
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        if conversation_id == self.conversation_id:
+            self.new_chat()
+        self.store.delete(conversation_id)
+        self.refresh_conversations()
+
+    def export_conversation(self, conversation_id: int, path: Path) -> Path:
+        """Write Markdown (.md) or JSON (.json) by the file's suffix, atomically."""
+        path = Path(path)
+        text = self.store.export_json(conversation_id) if path.suffix.lower() == ".json" \
+            else self.store.export_markdown(conversation_id)
+        renames.write_text(path, text)
+        return path
+
+    def _conversation_menu(self, pos) -> None:
+        index = self.conv_list.indexAt(pos)
+        if not index.isValid():
+            return
+        cid = int(index.data(ID_ROLE))
+        menu = QMenu(self)
+        menu.addAction(theme.icon("edit", "text", 16), "Rename…", lambda: self._ask_rename(cid))
+        menu.addAction(theme.icon("export", "text", 16), "Export as Markdown…", lambda: self._ask_export(cid, "md"))
+        menu.addAction(theme.icon("export", "text", 16), "Export as JSON…", lambda: self._ask_export(cid, "json"))
+        menu.addSeparator()
+        menu.addAction(theme.icon("trash", "error", 16), "Delete", lambda: self._ask_delete(cid))
+        menu.exec(self.conv_list.viewport().mapToGlobal(pos))
+
+    def _ask_rename(self, cid: int) -> None:
+        conv = self.store.conversation(cid)
+        title, ok = QInputDialog.getText(self, "Rename chat", "Title:", text=conv.title if conv else "")
+        if ok:
+            self.rename_conversation(cid, title)
+
+    def _ask_export(self, cid: int, fmt: str) -> None:
+        conv = self.store.conversation(cid)
+        name = "".join(ch for ch in (conv.title if conv else "chat") if ch.isalnum() or ch in " -_").strip() or "chat"
+        filters = "Markdown (*.md)" if fmt == "md" else "JSON (*.json)"
+        path, _ = QFileDialog.getSaveFileName(self, "Export chat", str(Path.home() / f"{name}.{fmt}"), filters)
+        if path:
+            if not path.lower().endswith(f".{fmt}"):
+                path += f".{fmt}"
+            try:
+                self.export_conversation(cid, Path(path))
+            except OSError as e:
+                self.error.show_error(f"Could not export the chat: {e.strerror or e}. Pick another folder.", str(e))
+
+    def _ask_delete(self, cid: int) -> None:
+        conv = self.store.conversation(cid)
+        answer = QMessageBox.question(self, "Delete chat", f"Delete “{conv.title if conv else 'this chat'}”? "
+                                      "This cannot be undone.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.delete_conversation(cid)
+
+    # ------------------------------------------------------------------------------ messages
+    def _add_message_widget(self, message_id: int, role: str, text: str) -> MessageWidget:
+        author = self.model_path.stem if role == "assistant" and self.model_path else ""
+        w = MessageWidget(message_id, role, text, author)
+        w.copy_requested.connect(self._copy_message)
+        w.regenerate_requested.connect(self.regenerate)
+        w.edit_requested.connect(self.edit_message)
+        return self.transcript.add(w)
+
+    def _copy_message(self, message_id: int) -> None:
+        for w in self.transcript.messages:
+            if w.message_id == message_id:
+                copy_text(w.text)
+                self._set_status("Copied")
+
+    def _update_placeholder(self) -> None:
+        if self.transcript.messages:
+            self.transcript.set_placeholder(None)
+            return
+        if self.model_path is None:
+            empty = EmptyState("No model to chat with",
+                               "Download a model in Discover, or open a GGUF file from the model menu above.",
+                               action="Go to Discover", on_action=lambda: self.ctx.show_page("discover"))
+        else:
+            empty = EmptyState(f"Chat with {self.model_path.stem}",
+                               "It runs on this computer: nothing you type leaves it. Type a message below; "
+                               "the model and its settings are in the panel at the top right.")
+            for text in SUGGESTIONS:
+                b = QPushButton(text)
+                b.setCursor(Qt.CursorShape.PointingHandCursor)
+                b.setToolTip("Send this message")
+                b.clicked.connect(lambda _checked=False, t=text: self.send(t))
+                row = QHBoxLayout()
+                row.addStretch(1)
+                row.addWidget(b)
+                row.addStretch(1)
+                empty.extra.addLayout(row)
+            empty.extra.insertSpacing(0, 12)
+        empty.setMinimumHeight(320)
+        self.transcript.set_placeholder(empty)
+
+    def edit_message(self, message_id: int) -> None:
+        if self._replying():
+            return
+        for w in self.transcript.messages:
+            if w.message_id == message_id:
+                self._editing_id = message_id
+                self.composer.edit.setPlainText(w.text)
+                self.composer.edit.setFocus()
+                self.edit_notice.show()
+
+    def _end_edit(self) -> None:
+        if self._editing_id is not None:
+            self.composer.edit.clear()
+        self._editing_id = None
+        self.edit_notice.hide()
+
+    def send(self, text: Optional[str] = None) -> bool:
+        """Send the composer's text (or `text`); returns False when there is nothing to do."""
+        text = (self.composer.edit.toPlainText() if text is None else text).strip()
+        if not text or self._replying() or self.model_path is None:
+            return False
+        self.error.hide()
+        if self.conversation_id is None:
+            self.conversation_id = self.store.create_conversation(self.model_path, self.panel.settings().to_dict())
+        if self._editing_id is not None:
+            self.store.delete_from(self.conversation_id, self._editing_id)
+            self.transcript.remove_from(self._editing_id)
+            self._editing_id = None
+            self.edit_notice.hide()
+        self.composer.edit.clear()
+        mid = self.store.add_message(self.conversation_id, "user", text)
+        self._add_message_widget(mid, "user", text)
+        self.title_label.setText(self.store.conversation(self.conversation_id).title)
+        self.refresh_conversations()
+        self._begin_reply()
+        return True
+
+    def regenerate(self, message_id: int) -> None:
+        """Replace the reply `message_id` (and anything after it) with a new one."""
+        if self._replying() or self.conversation_id is None:
+            return
+        self.store.delete_from(self.conversation_id, message_id)
+        self.transcript.remove_from(message_id)
+        self._begin_reply()
+
+    def _begin_reply(self) -> None:
+        """Add the (empty) reply, then generate it, loading the model first if needed."""
+        assert self.conversation_id is not None and self.model_path is not None
+        settings = self.panel.settings()
+        self.store.set_conversation_model(self.conversation_id, self.model_path, settings.to_dict())
+        self._reply_conv = self.conversation_id
+        self._reply_id = self.store.add_message(self.conversation_id, "assistant", "", complete=False)
+        self._reply_widget = self._add_message_widget(self._reply_id, "assistant", "")
+        self._reply_widget.set_actions_enabled(False)
+        self.transcript.scroll_to_bottom()
+        if self.load_handle is not None:  # the model is loading already (e.g. preloading at start)
+            self._pending_reply = True
+            self._update_controls()
+            return
+        if self.engine.needs_reload(self.model_path, settings):
+            self._pending_reply = True
+            if not self._start_load():
+                self._pending_reply = False
+                self._abandon_reply("The model was not loaded.")
+            self._update_controls()
+            return
+        self._start_reply()
+
+    def _start_reply(self) -> None:
+        assert self.conversation_id is not None and self._reply_id is not None
+        history = [m.as_chat() for m in self.store.messages(self.conversation_id) if m.id != self._reply_id]
+        self._stream = ReplyStream()
+        self._stream.listeners.append(self.store.streaming_writer(self._reply_id))
+        settings = self.panel.settings()
+        if self.engine.template_override != settings.template_override:
+            self.engine.set_template(settings.template_override)
+        self.reply_handle = self.ctx.jobs.start(self.engine.generate_job(history, settings, self._stream), min_interval=0.1)
+        self.reply_handle.progress.connect(self._reply_progress)
+        self.reply_handle.finished.connect(self._reply_finished)
+        self.reply_handle.failed.connect(self._reply_failed)
+        self.reply_handle.cancelled.connect(lambda: self._reply_finished(None))
+        self._set_status("Generating…")
+        self._update_controls()
+
+    def _reply_progress(self, _p) -> None:
+        if self._reply_widget is not None and self._stream is not None:
+            self._reply_widget.set_text(self._stream.text)
+            self.footer.setText(f"{self._stream.tokens} tokens so far")
+
+    def _reply_finished(self, reply: Optional[Reply]) -> None:
+        if self._closed:
+            return
+        text = reply.text if reply is not None else (self._stream.text if self._stream else "")
+        stats = reply.stats.to_dict() if reply is not None else {}
+        stats["finish_reason"] = reply.finish_reason if reply is not None else "stopped"
+        if reply is not None and reply.dropped_messages:
+            stats["dropped_messages"] = reply.dropped_messages
+        if self._reply_id is not None:
+            self.store.update_message(self._reply_id, text, complete=True, stats=stats)
+        if self._reply_widget is not None:
+            self._reply_widget.set_text(text if text else "(no reply)")
+            self._reply_widget.set_stats(stats)
+            self._reply_widget.set_actions_enabled(True)
+        self.reply_handle = None
+        self._reply_widget = None
+        self._reply_id = None
+        self.footer.setText("")
+        self._set_status("Stopped. " + self._ready_text() if stats["finish_reason"] == "stopped" else self._ready_text())
+        self._update_controls()
+        self.refresh_conversations()
+
+    def _reply_failed(self, error: BaseException, tb: str) -> None:
+        if self._closed:
+            return
+        message = str(error) if isinstance(error, ChatError) else f"{type(error).__name__}: {error}"
+        self.error.show_error(f"The reply failed: {message}", tb)
+        partial = self._stream.text if self._stream else ""
+        if self._reply_id is not None:
+            if partial:
+                self.store.update_message(self._reply_id, partial, complete=True, stats={"finish_reason": "error"})
+            else:
+                self.store.delete_from(self._reply_conv, self._reply_id)
+                if self.conversation_id == self._reply_conv:
+                    self.transcript.remove_from(self._reply_id)
+        self.reply_handle = None
+        self._reply_widget = None
+        self._reply_id = None
+        self._set_status("")
+        self._update_controls()
+
+    def _abandon_reply(self, why: str) -> None:
+        """Remove the empty reply placeholder when no reply will come."""
+        if self._reply_id is not None:
+            self.store.delete_from(self._reply_conv, self._reply_id)
+            if self.conversation_id == self._reply_conv:
+                self.transcript.remove_from(self._reply_id)
+        self._reply_id = None
+        self._reply_widget = None
+        self.footer.setText(why)
+
+    def stop(self) -> None:
+        """Stop the reply (within a token) or the loading that precedes it."""
+        if self.reply_handle is not None:
+            self.reply_handle.cancel()
+            self._set_status("Stopping…")
+        elif self.load_handle is not None and self._pending_reply:
+            self.load_handle.cancel()
+
+    def busy(self) -> bool:
+        """Loading or replying (tests and the window wait on this)."""
+        return not self._idle()
+
+    # --------------------------------------------------------------------------------- misc
+    def _theme_changed(self) -> None:
+        """Icons and the messages' own colours are painted for one look: repaint them for the new one."""
+        self.new_button.setIcon(theme.icon("plus"))
+        self.panel_button.setIcon(theme.icon("panel"))
+        self.composer.set_generating(self.composer.generating)
+        self._fill_model_box()
+        if self.conversation_id is not None and self._idle():
+            self.open_conversation(self.conversation_id)
+
+    def _ready_text(self) -> str:
+        if not self.engine.loaded or self.engine.model_path is None:
+            return "Enter sends · Shift+Enter for a new line"
+        settings = self.panel.settings()
+        threads = settings.resolved_threads()
+        where = "CPU"
+        if settings.gpu_layers != 0 and self.panel.gpu_layers.isEnabled():
+            layers = "all layers" if settings.gpu_layers < 0 else f"{settings.gpu_layers} layers"
+            where = f"{layers} on the GPU"
+        return (f"{self.engine.model_path.stem} ready · {self.engine.context_size():,} tokens of context · "
+                f"{threads} thread{'s' if threads != 1 else ''} · {where}")
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text or self._ready_text())
+
+    def _update_controls(self) -> None:
+        replying = self._replying()
+        self.composer.set_generating(replying)
+        self.model_box.setEnabled(self._idle())
+        for w in self.transcript.messages:
+            if w is not self._reply_widget:
+                w.set_actions_enabled(not replying)
+
+    def shutdown(self) -> None:
+        """Window closing: stop, wait for the worker, free the model, close the database."""
+        if self._closed:
+            return
+        self.stop()
+        for handle in (self.reply_handle, self.load_handle):
+            if handle is not None:
+                handle.wait(10)
+        self._closed = True  # results still queued for the UI thread are ignored from here on
+        if self._reply_id is not None and self._stream is not None:
+            self.store.update_message(self._reply_id, self._stream.text, complete=True,
+                                      stats={"finish_reason": "stopped"})
+        self.engine.unload()
+        self.store.close()

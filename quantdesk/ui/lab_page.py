@@ -1,0 +1,727 @@
+"""Lab: what each quantization level of a model costs, measured on this computer.
+
+Pick a source (ideally the model's F16/BF16 file) and the levels to compare; "Run ladder" runs
+quantdesk.core.evaluate's ladder job: every level is quantized from the source (or taken from the
+Lab's cache), then the source and each level read the same evaluation text. The answer is one
+table (size, perplexity, KL divergence from the source, top-token agreement, speed, and a
+verdict in words) and one chart (size against KL divergence, a labelled point per level).
+
+Runs are saved by the core (JSON in the data folder's lab/); the header's run list shows them,
+newest first, and the newest is on screen when the page opens. The page never computes a figure
+itself: it only formats what LadderResult holds, plus a verdict in words from the KL divergence.
+Double-clicking a level opens that file in Chat. The chart (quantdesk.ui.lab_chart) is pyqtgraph,
+built the first time a result is shown.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt
+from PySide6.QtGui import QBrush, QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QStackedWidget,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from quantdesk.core import library
+from quantdesk.core.evaluate import (
+    cache_bytes,
+    clear_cache,
+    DEFAULT_LEVELS,
+    EvaluateError,
+    LadderRequest,
+    LadderResult,
+    LevelResult,
+    delete_result,
+    ladder_job,
+    list_results,
+    quality_words,
+    CLOSE_KL,
+    NOTICEABLE_KL,
+    SMALL_KL,
+)
+from quantdesk.core.jobs import Progress
+from quantdesk.core.quant_plan import FILE_TYPES
+from quantdesk.core.units import human_bytes
+from quantdesk.ui import theme
+from quantdesk.ui.widgets import (
+    ask_for_gguf,
+    ask_to_delete,
+    path_in_combo,
+    select_path_in_combo,
+    BasePage,
+    ElidedLabel,
+    EmptyState,
+    ErrorBanner,
+    JobProgress,
+    RIGHT,
+    RowTableModel,
+    label,
+    primary_button,
+    setup_list_table,
+    while_alive,
+)
+from quantdesk.ui.workers import JobHandle
+
+# The levels offered, largest first, laid out in rows of LEVEL_COLUMNS checkboxes.
+LAB_LEVELS = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S",
+              "IQ4_NL", "Q4_0", "IQ4_XS", "Q3_K_M", "Q3_K_S", "Q2_K")
+LEVEL_COLUMNS = 4
+TOKEN_CHOICES = (512, 1024, 2048)
+FLOAT_TYPES = ("F32", "F16", "BF16")
+READING_NOTE = (
+    "<b>How to read it.</b> <i>KL divergence</i>: how far a level's next-token probabilities move from the "
+    "source's, in nats; below 0.01 is hard to notice, above 0.1 answers change noticeably. <i>Perplexity</i>: how "
+    "surprised the model is by the text; compare it between levels of one model only. <i>Top-token "
+    "agreement</i>: how often the level picks the same next token as the source. Speeds are measured on "
+    "this computer. Hover a point or a row for every figure; double-click a row to chat with that file.")
+SOURCE_HINT = "Best with the model's F16 or BF16 file: every level is made from it and compared with it."
+
+# The tone each of quantdesk.core.evaluate.quality_words' verdicts is shown in.
+VERDICT_TONES = {"the original": "accent", "close to the original": "ok", "small loss": "ok",
+                 "noticeable loss": "warning", "large loss": "error"}
+
+
+def verdict(row: LevelResult) -> tuple[str, str]:
+    """The level's quality in words (the CLI's words, capitalised) and the theme tone to show it in."""
+    words = quality_words(row)
+    return ("Reference" if row.is_source else words[:1].upper() + words[1:]), VERDICT_TONES[words]
+
+
+def _number(x: float, decimals: int) -> str:
+    """Perplexities of a cut-down test model reach millions: keep big numbers readable."""
+    if x != x:  # NaN
+        return "—"
+    return f"{x:,.0f}" if abs(x) >= 10_000 else f"{x:,.{decimals}f}"
+
+
+def _percent_change(x: float, ref: float) -> str:
+    if not ref or ref != ref or x != x:
+        return "—"
+    d = (x / ref - 1) * 100
+    return f"{d:+.2f}%" if abs(d) < 10 else f"{d:+.1f}%"
+
+
+def _speed(tps: float) -> str:
+    return "—" if tps <= 0 else (f"{tps:,.0f}" if tps >= 100 else f"{tps:.1f}")
+
+
+def run_title(result: LadderResult) -> str:
+    """'23 Nov 2026, 14:52 · SmolLM2-135M-F16 · 6 levels' (local time) for the run list: the date
+    first, as that is what tells runs apart and what survives when the name is cut."""
+    return f"{_when(result)} · {Path(result.model).stem} · {len(result.levels) - 1} levels"
+
+
+def _when(result: LadderResult) -> str:
+    try:
+        return datetime.fromisoformat(result.created).astimezone().strftime("%d %b %Y, %H:%M")
+    except ValueError:
+        return result.created
+
+
+class LadderModel(RowTableModel):
+    """One ladder's rows: the source first, then the levels, largest first (as the core orders them)."""
+
+    # Two-line headers keep the table narrow; where it is still too wide, OPTIONAL columns give way.
+    COLUMNS = ("Level", "Size", "Bits/\nweight", "Perplexity", "Δ\nperplexity", "KL\ndivergence",
+               "KL p99", "Top-token\nagreement", "Prompt\nt/s", "Generate\nt/s", "Quality")
+    RIGHT_ALIGNED = frozenset(range(1, 10))
+    QUALITY = 10
+    # Hidden in this order when the table is too narrow for all (every figure stays in the row's tooltip).
+    OPTIONAL = (6, 2, 8)  # KL p99, Bits/weight, Prompt t/s
+    TIPS = (
+        "The quantization level (the source is the file every level was made from)",
+        "File size on disk",
+        "Bits per weight of the tensor data",
+        "Perplexity on the evaluation text: lower is better; only the change from the source matters",
+        "How much higher the perplexity is than the source's",
+        "Mean KL divergence from the source's next-token probabilities, in nats: 0 is identical",
+        "The 99th percentile of the KL divergence: how wrong the worst 1% of tokens are",
+        "How often the most likely next token is the same as the source's",
+        "Tokens per second reading the text on this computer",
+        "Tokens per second generating on this computer",
+        f"From the KL divergence: close to the original below {CLOSE_KL}, small loss below {SMALL_KL}, "
+        f"noticeable below {NOTICEABLE_KL}",
+    )
+
+    def __init__(self, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self._rows: list[LevelResult] = []
+
+    def set_result(self, result: Optional[LadderResult]) -> None:
+        self.beginResetModel()
+        self._rows = list(result.levels) if result is not None else []
+        self.endResetModel()
+
+    def level(self, row: int) -> LevelResult:
+        return self._rows[row]
+
+    def _source(self) -> Optional[LevelResult]:
+        return next((r for r in self._rows if r.is_source), None)
+
+    def cells(self, row: int) -> tuple[str, ...]:
+        """The row as shown, one string per column."""
+        r, src = self._rows[row], self._source()
+        if r.is_source:
+            compared = ("—", "—", "—", "—")
+        else:
+            compared = (
+                _percent_change(r.perplexity, src.perplexity) if src else "—",
+                f"{r.kl_mean:.4f}",
+                f"{r.kl_p99:.3f}",
+                f"{r.top1_agreement * 100:.1f}%",
+            )
+        return (
+            f"{r.level} (source)" if r.is_source else r.level,
+            human_bytes(r.file_bytes),
+            f"{r.bits_per_weight:.2f}",
+            _number(r.perplexity, 2),
+            *compared,
+            _speed(r.prompt_tps),
+            _speed(r.generate_tps),
+            verdict(r)[0],
+        )
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 (Qt naming)
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return self.TIPS[section]
+        return super().headerData(section, orientation, role)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        r, col = self._rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.cells(index.row())[col]
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in self.RIGHT_ALIGNED:
+            return RIGHT
+        if role == Qt.ItemDataRole.ForegroundRole and col == self.QUALITY:
+            return QBrush(theme.color(verdict(r)[1]))
+        if role == Qt.ItemDataRole.FontRole and r.is_source and col == 0:
+            f = QFont()
+            f.setBold(True)
+            return f
+        if role == Qt.ItemDataRole.ToolTipRole:
+            facts = (f"{r.level}: {r.file_bytes:,} bytes, {r.bits_per_weight:.3f} bits per weight\n"
+                     f"Perplexity {r.perplexity:.4f}; KL divergence {r.kl_mean:.5f} nats (99th percentile "
+                     f"{r.kl_p99:.4f}); same top token {r.top1_agreement:.2%}\n"
+                     f"Reads {r.prompt_tps:,.1f} tokens/s, generates {r.generate_tps:,.1f} tokens/s")
+            return f"{facts}\n{r.path}\nDouble-click to chat with this file."
+        if role == Qt.ItemDataRole.UserRole:
+            return r
+        return None
+
+
+class LabPage(BasePage):
+    title = "Lab"
+
+    def __init__(self, ctx, parent: Optional[QWidget] = None):
+        super().__init__(ctx, parent)
+        self.header.subtitle.setText("What each level costs, measured here")
+        self.runs_box = QComboBox()
+        self.runs_box.setAccessibleName("Earlier runs")
+        self.runs_box.setToolTip("Runs saved on this computer, newest first")
+        self.runs_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.runs_box.setMinimumContentsLength(34)
+        self.runs_box.currentIndexChanged.connect(lambda *_: self._run_chosen())
+        self.header.add_action(self.runs_box)
+        self.delete_button = QToolButton()
+        self.delete_button.setIcon(theme.icon("trash"))
+        self.delete_button.setToolTip("Delete this run (the measured files stay in the Lab's cache)")
+        self.delete_button.setAccessibleName("Delete run")
+        self.delete_button.clicked.connect(self.delete_shown)
+        self.header.add_action(self.delete_button)
+        self.run_button = primary_button("Run ladder")
+        self.run_button.setToolTip("Make every checked level from the source and measure them all on the same text")
+        self.run_button.clicked.connect(lambda: self.start())
+        self.header.add_action(self.run_button)
+
+        self._handle: Optional[JobHandle] = None
+        self._steps: list[str] = []
+        self._shown: Optional[LadderResult] = None
+
+        self.error = ErrorBanner()
+        self.body.addWidget(self.error)
+        # Heights: the table is as tall as its rows (up to the space there is), the chart takes
+        # the rest, so a tall window shows a bigger chart rather than an empty table.
+        top = QHBoxLayout()
+        top.setSpacing(16)
+        top.addWidget(self._build_setup())
+        chart_card = QFrame()
+        chart_card.setObjectName("Card")
+        chart_col = QVBoxLayout(chart_card)
+        chart_col.setContentsMargins(8, 8, 12, 8)
+        self.chart_stack = QStackedWidget()  # before the first run, the card teaches what will be here
+        self.empty = EmptyState(
+            "Compare quantization levels",
+            "The Lab makes several quantized copies of one model and runs the same text through each, so you "
+            "can see what every level costs: file size, perplexity, how far its predictions move from the "
+            "original (KL divergence) and speed on this computer. Pick a model and the levels, then Run ladder.")
+        for text in self.empty.findChildren(QLabel):  # EmptyState sizes its text for a whole page; this is a card
+            text.setMinimumWidth(0)
+        self.chart_stack.addWidget(self.empty)
+        self._chart: Optional[QWidget] = None  # built when first needed (see the chart property)
+        chart_col.addWidget(self.chart_stack)
+        top.addWidget(chart_card, 1)
+        self.body.addLayout(top, 1)
+
+        self.progress = JobProgress()
+        self.body.addWidget(self.progress)
+        self.status = label("", "Muted", wrap=True)
+        self.status.hide()
+        self.body.addWidget(self.status)
+
+        self.results = QWidget()
+        res_col = QVBoxLayout(self.results)
+        res_col.setContentsMargins(0, 0, 0, 0)
+        res_col.setSpacing(8)
+        title_row = QHBoxLayout()
+        title_row.setSpacing(12)
+        self.run_name = label("", "SectionTitle")
+        title_row.addWidget(self.run_name)
+        self.run_info = ElidedLabel("", "Muted")
+        title_row.addWidget(self.run_info, 1)
+        res_col.addLayout(title_row)
+        self.table_model = LadderModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.table_model)
+        self.table.setAccessibleName("Measured levels")
+        setup_list_table(self.table, stretch=LadderModel.QUALITY, row_height=28)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.table.doubleClicked.connect(lambda idx: self.chat_with_row(idx.row()))
+        self.table.installEventFilter(self)
+        res_col.addWidget(self.table, 1)
+        self.body.addWidget(self.results, 2)  # the table first (up to its rows' height), the chart the rest
+
+        ctx.library_changed.connect(self.refresh_sources)
+        theme.notifier().changed.connect(self._theme_changed)
+        self.refresh_sources()
+        self.refresh_runs()
+
+    # -- the set-up ------------------------------------------------------------------------
+    def _build_setup(self) -> QWidget:
+        box = QWidget()
+        box.setMaximumWidth(460)
+        col = QVBoxLayout(box)
+        col.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        form.setHorizontalSpacing(12)
+        form.setVerticalSpacing(8)
+
+        src_row = QHBoxLayout()
+        src_row.setSpacing(8)
+        self.source_box = QComboBox()
+        self.source_box.setAccessibleName("Source model")
+        self.source_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source_box.setMinimumContentsLength(20)
+        self.source_box.currentIndexChanged.connect(lambda *_: self._source_changed())
+        src_row.addWidget(self.source_box, 1)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.setToolTip("Use a GGUF file that is not in the Library")
+        self.browse_button.clicked.connect(self.choose_file)
+        src_row.addWidget(self.browse_button)
+        form.addRow("Source", src_row)
+        self.source_hint = label(SOURCE_HINT, "Small", wrap=True)
+        form.addRow("", self.source_hint)
+
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(12)
+        grid.setVerticalSpacing(6)
+        remembered = self.ctx.setting("lab.levels")
+        wanted = set(remembered if isinstance(remembered, list) else DEFAULT_LEVELS)
+        self.level_checks: dict[str, QCheckBox] = {}
+        for i, level in enumerate(LAB_LEVELS):
+            check = QCheckBox(level)
+            check.setChecked(level in wanted)
+            ft = FILE_TYPES.get(level)
+            check.setToolTip(ft.tradeoff if ft else "")
+            check.setAccessibleName(f"Compare {level}")
+            check.toggled.connect(lambda *_: self._levels_changed())
+            grid.addWidget(check, i // LEVEL_COLUMNS, i % LEVEL_COLUMNS)
+            self.level_checks[level] = check
+        grid.setColumnStretch(LEVEL_COLUMNS, 1)
+        form.addRow("Levels", grid)
+
+        eval_row = QHBoxLayout()
+        eval_row.setSpacing(8)
+        self.tokens_box = QComboBox()
+        self.tokens_box.setAccessibleName("Evaluation length")
+        self.tokens_box.setToolTip("How much text every model reads. Longer is steadier, and slower.")
+        for n in TOKEN_CHOICES:
+            self.tokens_box.addItem(f"{n:,} tokens", n)
+        i = self.tokens_box.findData(self.ctx.setting("lab.tokens", 1024))
+        self.tokens_box.setCurrentIndex(i if i >= 0 else 1)
+        self.tokens_box.currentIndexChanged.connect(
+            lambda *_: self.ctx.set_setting("lab.tokens", self.tokens_box.currentData()))
+        eval_row.addWidget(self.tokens_box)
+        self.gpu_label = label("GPU layers")
+        eval_row.addSpacing(8)
+        eval_row.addWidget(self.gpu_label)
+        self.gpu_layers = QSpinBox()
+        self.gpu_layers.setRange(0, 999)
+        self.gpu_layers.setAccessibleName("GPU layers")
+        self.gpu_layers.setToolTip("Layers offloaded to the GPU while measuring; 0 measures the processor alone")
+        self.gpu_layers.setValue(int(self.ctx.setting("lab.gpu_layers", 0) or 0))
+        self.gpu_layers.valueChanged.connect(lambda v: self.ctx.set_setting("lab.gpu_layers", v))
+        eval_row.addWidget(self.gpu_layers)
+        eval_row.addStretch(1)
+        form.addRow("Evaluation", eval_row)
+        cache_row = QHBoxLayout()
+        cache_row.setSpacing(8)
+        self.cache_label = label("", "Small")
+        cache_row.addWidget(self.cache_label)
+        self.clear_cache_button = QPushButton("Clear")
+        self.clear_cache_button.setAccessibleName("Clear the Lab's cache")
+        self.clear_cache_button.setToolTip("Delete the quantized levels the Lab keeps; saved runs keep their figures")
+        self.clear_cache_button.clicked.connect(self.clear_cached_levels)
+        cache_row.addWidget(self.clear_cache_button)
+        cache_row.addStretch(1)
+        form.addRow("Cache", cache_row)
+        self.update_cache_size()
+        self._show_gpu_layers(self._gpu_offload())
+        col.addLayout(form)
+        self.reading_note = label(READING_NOTE, "Small", wrap=True)
+        self.reading_note.setTextFormat(Qt.TextFormat.RichText)
+        self.reading_note.hide()  # shown by _fit_note where the row is tall enough; it never makes it taller
+        col.addSpacing(8)
+        col.addWidget(self.reading_note)
+        col.addStretch(1)
+        box.installEventFilter(self)
+        self._setup_box = box
+        return box
+
+    @staticmethod
+    def _gpu_offload() -> bool:
+        try:
+            from quantdesk.core.hardware import llama_backend
+
+            return llama_backend().gpu_offload
+        except Exception:  # a broken llama.cpp shows up when running; here it only hides the control
+            return False
+
+    def _show_gpu_layers(self, on: bool) -> None:
+        """GPU layers only mean something on a llama.cpp built with GPU offload."""
+        self.gpu_label.setVisible(on)
+        self.gpu_layers.setVisible(on)
+
+    def refresh_sources(self) -> None:
+        """The Library's GGUF models (the built-in one included), keeping the current choice."""
+        current = self.source_path()
+        entries = [e for e in library.list_models() if e.kind == "gguf"]
+        self.source_box.blockSignals(True)
+        self.source_box.clear()
+        for e in entries:
+            kind = "" if e.file_type and e.file_type.upper() in e.name.upper() else f" — {e.file_type or 'GGUF'}"
+            self.source_box.addItem(f"{e.name}{kind}", str(e.path))
+            self.source_box.setItemData(self.source_box.count() - 1, f"{e.path} ({human_bytes(e.size)})",
+                                        Qt.ItemDataRole.ToolTipRole)
+            self.source_box.setItemData(self.source_box.count() - 1, e.file_type, Qt.ItemDataRole.UserRole + 1)
+        if current is None:  # first fill: the last source used, else an unquantized file, else the first
+            last = self.ctx.setting("lab.source")
+            floats = [e.path for e in entries if e.file_type.upper() in FLOAT_TYPES]
+            current = Path(last) if last and Path(last).is_file() else (floats[0] if floats else None)
+        if current is not None:
+            self._select_source(current)
+        self.source_box.blockSignals(False)
+        self._source_changed()
+
+    def _select_source(self, path: Path) -> None:
+        select_path_in_combo(self.source_box, path, lambda p: f"{p.name} — "
+                             f"{human_bytes(p.stat().st_size) if p.exists() else 'missing'}")
+
+    def source_path(self) -> Optional[Path]:
+        return path_in_combo(self.source_box)
+
+    def set_source(self, path: str | Path) -> None:
+        self._select_source(Path(path))
+
+    def choose_file(self) -> None:
+        name = ask_for_gguf(self)
+        if name:
+            self.set_source(name)
+
+    def _source_changed(self) -> None:
+        path = self.source_path()
+        if path is None:
+            self.source_hint.setText("No GGUF model in the Library yet: download one in Discover.")
+            self.source_hint.setObjectName("Small")
+        else:
+            self.ctx.set_setting("lab.source", str(path))
+            kind = (self.source_box.currentData(Qt.ItemDataRole.UserRole + 1) or "").upper()
+            if kind and kind not in FLOAT_TYPES:
+                self.source_hint.setText(f"This file is already quantized ({kind}): the levels are made from it and "
+                                         "compared with it, not with the original. " + SOURCE_HINT)
+                self.source_hint.setObjectName("WarningText")
+            else:
+                self.source_hint.setText(SOURCE_HINT)
+                self.source_hint.setObjectName("Small")
+        self.source_hint.style().unpolish(self.source_hint)
+        self.source_hint.style().polish(self.source_hint)
+        self._update_run_button()
+
+    def selected_levels(self) -> list[str]:
+        return [level for level, check in self.level_checks.items() if check.isChecked()]
+
+    def set_levels(self, levels: list[str]) -> None:
+        for level, check in self.level_checks.items():
+            check.setChecked(level in levels)
+
+    def _levels_changed(self) -> None:
+        self.ctx.set_setting("lab.levels", self.selected_levels())
+        self._update_run_button()
+
+    def _update_run_button(self) -> None:
+        running = self._handle is not None and self._handle.running
+        ok = not running and self.source_path() is not None and bool(self.selected_levels())
+        self.run_button.setEnabled(ok)
+        if not running:
+            tip = ("Pick at least one level to compare" if not self.selected_levels() else
+                   "Make every checked level from the source and measure them all on the same text")
+            self.run_button.setToolTip(tip)
+
+    def _enable_setup(self, on: bool) -> None:
+        for w in (self.source_box, self.browse_button, self.tokens_box, self.gpu_layers, self.clear_cache_button,
+                  *self.level_checks.values()):
+            w.setEnabled(on)
+        if on:
+            self.update_cache_size()
+
+    def update_cache_size(self) -> None:
+        """The levels the Lab keeps (so a second run is quick) take disk space: say how much."""
+        size = cache_bytes()
+        self.cache_label.setText(f"{human_bytes(size)} of quantized levels kept" if size else "No levels kept")
+        running = self._handle is not None and self._handle.running
+        self.clear_cache_button.setEnabled(bool(size) and not running)
+
+    def clear_cached_levels(self) -> None:
+        if self._handle is not None and self._handle.running:
+            return  # the running ladder is reading those files
+        freed = clear_cache()
+        self.status.setText(f"Freed {human_bytes(freed)}: the next run makes its levels again.")
+        self.status.show()
+        self.update_cache_size()
+
+    def build_request(self) -> Optional[LadderRequest]:
+        """The ladder the controls describe, or None when there is nothing to run."""
+        src, levels = self.source_path(), self.selected_levels()
+        if src is None or not levels:
+            return None
+        return LadderRequest(source=src, levels=levels, tokens=int(self.tokens_box.currentData()),
+                             gpu_layers=self.gpu_layers.value() if self.gpu_layers.isVisibleTo(self) else 0)
+
+    # -- the run ---------------------------------------------------------------------------
+    def start(self, request: Optional[LadderRequest] = None) -> None:
+        """Run the ladder the controls describe (or `request`, which tests use for tiny settings)."""
+        if self._handle is not None and self._handle.running:
+            return
+        request = request or self.build_request()
+        if request is None:
+            return
+        self.error.hide()
+        self.status.hide()
+        self._steps = [f"Quantizing {level}" for level in request.levels] + ["(source)"] + \
+                      [f"Measuring {level}" for level in request.levels]
+        self._handle = self.ctx.jobs.start(ladder_job(request))
+        self.progress.bind(self._handle)
+        self._handle.progress.connect(while_alive(self, self._on_progress))
+        self._handle.finished.connect(while_alive(self, self._on_finished))
+        self._handle.failed.connect(while_alive(self, self._on_failed))
+        self._handle.cancelled.connect(while_alive(self, self._on_cancelled))
+        self._handle.ended.connect(while_alive(self, self._on_ended))
+        self._enable_setup(False)
+        self._update_run_button()
+
+    def cancel(self) -> None:
+        if self._handle is not None and self._handle.running:
+            self.progress._cancel()
+
+    def _on_progress(self, p: Progress) -> None:
+        stage = p.stage or ""
+        step = next((i for i, s in enumerate(self._steps)
+                     if stage == s or (s == "(source)" and stage.endswith("(source)"))), None)
+        if step is not None:  # the progress line (already set from p) says where in the whole run this is
+            self.progress.text.setText(f"Step {step + 1} of {len(self._steps)} · {self.progress.text.text()}")
+
+    def _on_finished(self, result: LadderResult) -> None:
+        levels = len(result.levels) - 1
+        self.status.setText(f"Measured {levels} level{'s' if levels != 1 else ''} of {result.model}. "
+                            "The run is saved; earlier runs are in the list at the top.")
+        self.status.show()
+        self.refresh_runs(select=result.path)
+
+    def _on_failed(self, error: BaseException, tb: str) -> None:
+        if isinstance(error, EvaluateError):
+            self.error.show_error(f"The ladder did not run: {error}. Nothing was saved.", tb)
+        elif isinstance(error, OSError) and error.errno == 28:
+            self.error.show_error("The disk became full. Nothing was saved; free some space and run again.", tb)
+        else:
+            self.error.show_error(f"The ladder failed: {error}. Nothing was saved.", tb)
+
+    def _on_cancelled(self) -> None:
+        self.status.setText("Cancelled. Nothing was saved; the levels already made are kept for the next run.")
+        self.status.show()
+
+    def _on_ended(self) -> None:
+        self._enable_setup(True)
+        self._update_run_button()
+
+    # -- earlier runs ----------------------------------------------------------------------
+    def refresh_runs(self, select: Optional[str] = None) -> None:
+        """Fill the run list (newest first) and show `select`, else the run shown now, else the newest."""
+        keep = select or (self._shown.path if self._shown is not None else None)
+        runs = list_results()
+        self.runs_box.blockSignals(True)
+        self.runs_box.clear()
+        for r in runs:
+            self.runs_box.addItem(run_title(r), r)
+            self.runs_box.setItemData(self.runs_box.count() - 1, r.source, Qt.ItemDataRole.ToolTipRole)
+        if not runs:
+            self.runs_box.addItem("No runs yet", None)
+        paths_ = [r.path for r in runs]
+        self.runs_box.setCurrentIndex(paths_.index(keep) if keep in paths_ else 0)
+        self.runs_box.blockSignals(False)
+        self.runs_box.setEnabled(bool(runs))
+        self._run_chosen()
+
+    def runs(self) -> list[LadderResult]:
+        return [self.runs_box.itemData(i) for i in range(self.runs_box.count()) if self.runs_box.itemData(i)]
+
+    def shown_result(self) -> Optional[LadderResult]:
+        return self._shown
+
+    def _run_chosen(self) -> None:
+        self.show_result(self.runs_box.currentData())
+
+    def show_result(self, result: Optional[LadderResult]) -> None:
+        self._shown = result
+        self.table_model.set_result(result)
+        if self._chart is not None:
+            self._chart.set_result(result)
+        self.delete_button.setEnabled(result is not None)
+        # The chart (and pyqtgraph) is built only once a result is on a visible page: a saved run
+        # must not slow down opening the window.
+        show_chart = result is not None and (self._chart is not None or self.isVisible())
+        self.chart_stack.setCurrentWidget(self.chart if show_chart else self.empty)
+        self.results.setVisible(result is not None)
+        if result is None:
+            return
+        self._fit_table()
+        self._fit_columns()
+        self.run_name.setText(Path(result.model).stem)
+        where = "CPU" if not result.gpu_layers else f"{result.gpu_layers} GPU layers"
+        threads = f" · {result.threads} threads" if result.threads else ""
+        self.run_info.setText(f"{_when(result)} · {result.tokens_scored:,} tokens scored in {result.chunks} "
+                              f"chunk{'s' if result.chunks != 1 else ''} of {result.context} · {where}{threads}")
+        self.run_info.setToolTip(result.source)
+
+    def _fit_table(self) -> None:
+        """As tall as the header and rows (a scroll bar only when the window is too short for them)."""
+        rows = self.table_model.rowCount()
+        header = self.table.horizontalHeader().sizeHint().height()
+        frame = 2 * self.table.frameWidth()
+        scroll = self.table.horizontalScrollBar().sizeHint().height()
+        full = header + rows * self.table.verticalHeader().defaultSectionSize() + frame + scroll
+        self.table.setMaximumHeight(full)
+        self.results.setMaximumHeight(self.run_name.sizeHint().height() + 8 + full)
+        self.table.setMinimumHeight(min(full, header + 3 * self.table.verticalHeader().defaultSectionSize() + frame))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt naming)
+        if event.type() == QEvent.Type.Resize and watched is getattr(self, "table", None):
+            self._fit_columns()
+        if event.type() == QEvent.Type.Resize and watched is getattr(self, "_setup_box", None):
+            self._fit_note()
+        return super().eventFilter(watched, event)
+
+    def _fit_note(self) -> None:
+        """The how-to-read note fills the space under the set-up when there is room for all of it."""
+        box = self._setup_box
+        form_h = box.layout().itemAt(0).sizeHint().height()
+        need = form_h + 8 + self.reading_note.heightForWidth(box.width())
+        self.reading_note.setVisible(box.height() >= need)
+
+    def _fit_columns(self) -> None:
+        """Hide the optional columns, in order, until the rest fits without a horizontal scroll bar."""
+        view, header = self.table, self.table.horizontalHeader()
+        for col in LadderModel.OPTIONAL:
+            view.setColumnHidden(col, False)
+        if self.table_model.rowCount() == 0:
+            return
+
+        def width(col: int) -> int:
+            return max(view.sizeHintForColumn(col), header.sectionSizeHint(col))
+
+        room = view.width() - 2 * view.frameWidth() - view.verticalScrollBar().sizeHint().width()
+        shown = [c for c in range(self.table_model.columnCount())]
+        for col in LadderModel.OPTIONAL:
+            if sum(width(c) for c in shown) <= room:
+                break
+            view.setColumnHidden(col, True)
+            shown.remove(col)
+
+    def confirm_delete(self, result: LadderResult) -> bool:
+        return ask_to_delete(self, "Delete run", f"Delete the run of {result.model} from {_when(result)}?",
+                              "Its measurements are forgotten. The quantized files stay in the Lab's cache, so "
+                              "running the same levels again is quick.", QMessageBox.Icon.Question)
+
+    def delete_shown(self) -> None:
+        result = self._shown
+        if result is None or not self.confirm_delete(result):
+            return
+        try:
+            delete_result(result)
+        except OSError as e:
+            self.error.show_error(f"Could not delete the run: {e.strerror or e}", str(e))
+            return
+        self._shown = None
+        self.status.hide()
+        self.refresh_runs()
+
+    def chat_with_row(self, row: int) -> None:
+        if not 0 <= row < self.table_model.rowCount():
+            return
+        path = Path(self.table_model.level(row).path)
+        if not path.is_file():
+            self.error.show_error(f"{path.name} is no longer on disk: run the ladder again to make it.")
+            return
+        self.ctx.open_in_chat(path)
+
+    # -- the page's life -------------------------------------------------------------------
+    @property
+    def chart(self) -> QWidget:
+        """The size-vs-KL chart (quantdesk.ui.lab_chart), built on first use."""
+        if self._chart is None:
+            from quantdesk.ui.lab_chart import LadderChart
+
+            self._chart = LadderChart(tone=lambda row: verdict(row)[1])
+            self.chart_stack.addWidget(self._chart)
+            self._chart.set_result(self._shown)
+        return self._chart
+
+    def on_shown(self) -> None:
+        """Runs saved meanwhile (the command line writes them too) appear when the page opens."""
+        if self._handle is None or not self._handle.running:
+            self.refresh_runs()
+            self.update_cache_size()
+
+    def _theme_changed(self) -> None:
+        self.delete_button.setIcon(theme.icon("trash"))
+        if self._chart is not None:
+            self._chart.apply_theme()
+        self.table.viewport().update()
