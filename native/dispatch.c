@@ -1,7 +1,7 @@
 /* Runtime choice of kernels, plus the library's entry points (input conversion, validation).
  *
- * One table per ISA, indexed by ggml type number. A NULL SIMD entry falls back to the scalar
- * kernel, so a SIMD file can land one type at a time.
+ * One table per ISA, indexed by ggml type number, each generated from KQ_FOR_EACH_TYPE (see
+ * "kernel tables" below for why every ISA has an entry for every type).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -36,35 +36,36 @@ static const type_info *lookup(int type) {
     return &TYPES[type];
 }
 
-/* ---- kernel tables ---- */
+/* ---- kernel tables ----
+ * Every table comes from the one type list, KQ_FOR_EACH_TYPE (kquant_internal.h), so adding a
+ * type there adds it to every ISA and a table can neither miss a type nor name a wrong one.
+ *
+ * Why not a second list of the types each SIMD file implements: AVX2 and NEON share their
+ * kernels (the kq_lanes_*.h files, compiled once per ISA), so such a list would be the same for
+ * both and, today, the same as KQ_FOR_EACH_TYPE itself: a copy to keep in step. Instead every
+ * SIMD file defines kq_quantize_row_<type>_<isa> for EVERY type. A type without a lane kernel
+ * yet is still one line: KQ_LANES_USE_SCALAR(<type>) in the kq_lanes_*.h file of its family
+ * defines that entry point as a call of the scalar kernel. Forgetting a type is a link error
+ * rather than a silent fallback, and no table entry is ever NULL. */
 
-#define KQ_SCALAR_ROW(name, id, blk, bytes) [id] = kq_quantize_row_##name##_scalar,
+#define KQ_ROW_OF(isa, name, id) [id] = kq_quantize_row_##name##_##isa,
+#define KQ_SCALAR_ROW(name, id, blk, bytes) KQ_ROW_OF(scalar, name, id)
 static const kq_row_fn SCALAR_ROWS[KQ_TYPE_SLOTS] = {KQ_FOR_EACH_TYPE(KQ_SCALAR_ROW)};
 #undef KQ_SCALAR_ROW
 
-/* SIMD engineer: add your entries below as `[KQ_TYPE_Q4_K] = kq_quantize_row_q4_k_avx2,`.
- * build_kquant.py defines KQ_HAVE_AVX2 / KQ_HAVE_NEON when it compiles avx2.c / neon.c. */
+/* build_kquant.py defines KQ_HAVE_AVX2 / KQ_HAVE_NEON when it compiles avx2.c / neon.c. */
 #if defined(KQ_USE_AVX2)
-static const kq_row_fn AVX2_ROWS[KQ_TYPE_SLOTS] = {
-    [KQ_TYPE_Q8_0] = kq_quantize_row_q8_0_avx2, [KQ_TYPE_Q4_0] = kq_quantize_row_q4_0_avx2,
-    [KQ_TYPE_Q4_1] = kq_quantize_row_q4_1_avx2, [KQ_TYPE_Q5_0] = kq_quantize_row_q5_0_avx2,
-    [KQ_TYPE_Q5_1] = kq_quantize_row_q5_1_avx2, [KQ_TYPE_Q2_K] = kq_quantize_row_q2_k_avx2,
-    [KQ_TYPE_Q3_K] = kq_quantize_row_q3_k_avx2, [KQ_TYPE_Q4_K] = kq_quantize_row_q4_k_avx2,
-    [KQ_TYPE_Q5_K] = kq_quantize_row_q5_k_avx2, [KQ_TYPE_Q6_K] = kq_quantize_row_q6_k_avx2,
-    [KQ_TYPE_IQ4_NL] = kq_quantize_row_iq4_nl_avx2, [KQ_TYPE_IQ4_XS] = kq_quantize_row_iq4_xs_avx2,
-};
+#define KQ_AVX2_ROW(name, id, blk, bytes) KQ_ROW_OF(avx2, name, id)
+static const kq_row_fn AVX2_ROWS[KQ_TYPE_SLOTS] = {KQ_FOR_EACH_TYPE(KQ_AVX2_ROW)};
+#undef KQ_AVX2_ROW
 #endif
 
 #if defined(KQ_USE_NEON)
-static const kq_row_fn NEON_ROWS[KQ_TYPE_SLOTS] = {
-    [KQ_TYPE_Q8_0] = kq_quantize_row_q8_0_neon, [KQ_TYPE_Q4_0] = kq_quantize_row_q4_0_neon,
-    [KQ_TYPE_Q4_1] = kq_quantize_row_q4_1_neon, [KQ_TYPE_Q5_0] = kq_quantize_row_q5_0_neon,
-    [KQ_TYPE_Q5_1] = kq_quantize_row_q5_1_neon, [KQ_TYPE_Q2_K] = kq_quantize_row_q2_k_neon,
-    [KQ_TYPE_Q3_K] = kq_quantize_row_q3_k_neon, [KQ_TYPE_Q4_K] = kq_quantize_row_q4_k_neon,
-    [KQ_TYPE_Q5_K] = kq_quantize_row_q5_k_neon, [KQ_TYPE_Q6_K] = kq_quantize_row_q6_k_neon,
-    [KQ_TYPE_IQ4_NL] = kq_quantize_row_iq4_nl_neon, [KQ_TYPE_IQ4_XS] = kq_quantize_row_iq4_xs_neon,
-};
+#define KQ_NEON_ROW(name, id, blk, bytes) KQ_ROW_OF(neon, name, id)
+static const kq_row_fn NEON_ROWS[KQ_TYPE_SLOTS] = {KQ_FOR_EACH_TYPE(KQ_NEON_ROW)};
+#undef KQ_NEON_ROW
 #endif
+#undef KQ_ROW_OF
 
 /* ---- ISA selection ---- */
 
@@ -137,18 +138,17 @@ int kq_set_isa(int isa) {
     return 0;
 }
 
+/* The kernel of a supported type (lookup() has said so) for an ISA that cpu_has() allowed. */
 static kq_row_fn row_kernel(int isa, int type) {
-    kq_row_fn fn = NULL;
     switch (isa) {
 #if defined(KQ_USE_AVX2)
-    case KQ_ISA_AVX2: fn = AVX2_ROWS[type]; break;
+    case KQ_ISA_AVX2: return AVX2_ROWS[type];
 #endif
 #if defined(KQ_USE_NEON)
-    case KQ_ISA_NEON: fn = NEON_ROWS[type]; break;
+    case KQ_ISA_NEON: return NEON_ROWS[type];
 #endif
-    default: break;
+    default: return SCALAR_ROWS[type];
     }
-    return fn ? fn : SCALAR_ROWS[type];
 }
 
 /* ---- entry points ---- */

@@ -27,6 +27,14 @@
 #define KQ_CAT(a, b) KQ_CAT2(a, b)
 #define KQ_FN(type) KQ_CAT(KQ_CAT(kq_quantize_row_, type), KQ_CAT(_, KQ_ISA_SUFFIX))
 
+/* dispatch.c's tables hold this ISA's kernel for every type of KQ_FOR_EACH_TYPE. A type without
+ * a lane kernel yet gets its entry point from KQ_LANES_USE_SCALAR(type) (a plain call of the
+ * scalar kernel), in the family's kq_lanes_*.h in place of the lane code. */
+#define KQ_LANES_USE_SCALAR(type)                                                \
+    void KQ_FN(type)(const float *x, uint8_t *y, int64_t n, const float *qw) {   \
+        KQ_CAT(KQ_CAT(kq_quantize_row_, type), _scalar)(x, y, n, qw);           \
+    }
+
 static inline int kl_clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* kq_nearest_int in every lane (round half to even through the 1.5*2^23 trick). */

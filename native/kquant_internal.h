@@ -15,8 +15,9 @@
  *   ggml_quantize_chunk). Rows are independent; a kernel keeps no state between calls and
  *   is thread-safe. No heap allocation in kernels (stack buffers sized by the block only).
  *
- * Dispatch: dispatch.c holds one table per ISA indexed by ggml type number; a NULL entry
- * falls back to the scalar kernel. SIMD files (avx2.c, neon.c) add their entries there.
+ * Dispatch: dispatch.c holds one table per ISA indexed by ggml type number, all generated from
+ * KQ_FOR_EACH_TYPE below. So every SIMD file (avx2.c, neon.c) defines the kernel of every type;
+ * one without a lane kernel yet uses KQ_LANES_USE_SCALAR(type) (kq_lanes_common.h).
  */
 #ifndef KQUANT_INTERNAL_H
 #define KQUANT_INTERNAL_H
@@ -55,7 +56,7 @@ typedef void (*kq_dequant_fn)(const uint8_t *x, float *y, int64_t n);
 KQ_FOR_EACH_TYPE(KQ_DECLARE_SCALAR)
 #undef KQ_DECLARE_SCALAR
 
-/* SIMD kernels: declared for every type so a SIMD file can define any subset of them. */
+/* SIMD kernels: every SIMD file defines one for every type (see Dispatch above). */
 #define KQ_DECLARE_SIMD(name, id, blk, bytes)                                                 \
     void kq_quantize_row_##name##_avx2(const float *x, uint8_t *y, int64_t n, const float *qw); \
     void kq_quantize_row_##name##_neon(const float *x, uint8_t *y, int64_t n, const float *qw);
