@@ -116,19 +116,28 @@ static int best_isa(void) {
     return KQ_ISA_SCALAR;
 }
 
+/* What QUANTDESK_ISA asks for (value: the variable, NULL when unset). A mistyped or impossible
+ * setting is an error, not a silent fallback: someone who set it wants to know which kernels
+ * run (benchmarks, bug reports), and with a fallback `QUANTDESK_ISA=avx` would measure AVX2 and
+ * `QUANTDESK_ISA=avx2` on a CPU without it would measure scalar, both without a word. Empty
+ * counts as unset, so `QUANTDESK_ISA= command` clears an exported value. */
+int kq_isa_for_setting(const char *value) {
+    if (!value || !value[0]) return best_isa();
+    int wanted;
+    if (strcmp(value, "scalar") == 0) wanted = KQ_ISA_SCALAR;
+    else if (strcmp(value, "avx2") == 0) wanted = KQ_ISA_AVX2;
+    else if (strcmp(value, "neon") == 0) wanted = KQ_ISA_NEON;
+    else return KQ_ERR_ISA_UNKNOWN;
+    return cpu_has(wanted) ? wanted : KQ_ERR_ISA_UNAVAILABLE;
+}
+
 int kq_active_isa(void) {
     int isa = kq_atomic_load(&g_isa);
     if (isa >= 0) return isa;
-    isa = best_isa();
-    const char *env = getenv("QUANTDESK_ISA");
-    if (env) {
-        int wanted = -1;
-        if (strcmp(env, "scalar") == 0) wanted = KQ_ISA_SCALAR;
-        else if (strcmp(env, "avx2") == 0) wanted = KQ_ISA_AVX2;
-        else if (strcmp(env, "neon") == 0) wanted = KQ_ISA_NEON;
-        if (wanted >= 0 && cpu_has(wanted)) isa = wanted;
-    }
-    kq_atomic_store(&g_isa, isa);
+    isa = kq_isa_for_setting(getenv("QUANTDESK_ISA"));
+    /* Only a choice is kept: an error is reported again on every call (it costs a getenv), until
+     * the variable is fixed or kq_set_isa chooses. */
+    if (isa >= 0) kq_atomic_store(&g_isa, isa);
     return isa;
 }
 
@@ -248,14 +257,15 @@ int64_t kq_quantize(int type, int src_format, const void *src, int64_t nrows, in
         for (int64_t j = 0; j < n_per_row; ++j)
             if (!finite_f32(imatrix[j])) return KQ_ERR_IMATRIX;
     }
+    /* One ISA for the whole call: kernel and loaders. */
+    const int isa = kq_active_isa();
+    if (isa < 0) return isa; /* QUANTDESK_ISA is wrong: KQ_ERR_ISA_UNKNOWN or KQ_ERR_ISA_UNAVAILABLE */
     const size_t elem = src_format == KQ_SRC_F32 ? 4 : 2;
     float *scratch = NULL;
     if (src_format != KQ_SRC_F32) {
         scratch = (float *)malloc((size_t)n_per_row * sizeof(float));
         if (!scratch) return KQ_ERR_NOMEM;
     }
-    /* One ISA for the whole call: kernel and loaders. */
-    const int isa = kq_active_isa();
     const kq_row_fn kernel = row_kernel(isa, type);
     const row_loaders ld = loaders_for(isa);
     const uint8_t *s = (const uint8_t *)src;

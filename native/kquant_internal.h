@@ -63,6 +63,11 @@ KQ_FOR_EACH_TYPE(KQ_DECLARE_SCALAR)
 KQ_FOR_EACH_TYPE(KQ_DECLARE_SIMD)
 #undef KQ_DECLARE_SIMD
 
+/* What the QUANTDESK_ISA value `value` (NULL: unset) selects: an enum kq_isa, or
+ * KQ_ERR_ISA_UNKNOWN / KQ_ERR_ISA_UNAVAILABLE (dispatch.c; kquant.h describes the rules). Not
+ * public: it lets the tests try any value without changing the process environment. */
+int kq_isa_for_setting(const char *value);
+
 /* Row loaders, one pass over the input while it is in registers: convert n values to float32
  * in dst (f16/bf16) or only look at them (f32), and return nonzero if any is NaN or Inf. The
  * dispatcher calls them right before the kernel, so no non-finite value ever reaches a kernel.

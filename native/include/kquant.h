@@ -24,18 +24,27 @@ enum kq_src { KQ_SRC_F32 = 0, KQ_SRC_F16 = 1, KQ_SRC_BF16 = 2 };
 
 /* Results: bytes written (>= 0) or one of these. */
 enum kq_status {
-    KQ_ERR_TYPE = -1,       /* type is not one of enum kq_type */
-    KQ_ERR_ROW_LENGTH = -2, /* n_per_row is not a positive multiple of the type's block size */
-    KQ_ERR_NONFINITE = -3,  /* a NaN or Inf in a row; *bad_row says which */
-    KQ_ERR_ARGS = -4,       /* NULL pointer, negative row count or unknown source format */
-    KQ_ERR_DST_SIZE = -5,   /* dst (or src for dequantize) is smaller than the rows need */
-    KQ_ERR_NOMEM = -6,      /* the per-call scratch row could not be allocated */
-    KQ_ERR_IMATRIX = -7     /* a NaN or Inf in the importance matrix */
+    KQ_ERR_TYPE = -1,           /* type is not one of enum kq_type */
+    KQ_ERR_ROW_LENGTH = -2,     /* n_per_row is not a positive multiple of the type's block size */
+    KQ_ERR_NONFINITE = -3,      /* a NaN or Inf in a row; *bad_row says which */
+    KQ_ERR_ARGS = -4,           /* NULL pointer, negative row count or unknown source format */
+    KQ_ERR_DST_SIZE = -5,       /* dst (or src for dequantize) is smaller than the rows need */
+    KQ_ERR_NOMEM = -6,          /* the per-call scratch row could not be allocated */
+    KQ_ERR_IMATRIX = -7,        /* a NaN or Inf in the importance matrix */
+    KQ_ERR_ISA_UNKNOWN = -8,    /* QUANTDESK_ISA is set to something other than scalar|avx2|neon */
+    KQ_ERR_ISA_UNAVAILABLE = -9 /* QUANTDESK_ISA names an ISA this CPU or build cannot run */
 };
 
-/* The ISA in use: the best the CPU has, unless QUANTDESK_ISA (scalar|avx2|neon) or kq_set_isa chose. */
+/* The ISA in use (an enum kq_isa), or KQ_ERR_ISA_UNKNOWN / KQ_ERR_ISA_UNAVAILABLE.
+ * kq_set_isa's choice, if it made one; otherwise the environment variable QUANTDESK_ISA, read
+ * on first use: unset or empty means the best ISA this CPU and build have; "scalar", "avx2" or
+ * "neon" (exactly, lowercase) forces that ISA. Any other value, or an ISA this CPU or build
+ * cannot run, is an error rather than a silent fallback: kq_active_isa and every kq_quantize
+ * call return it (kq_quantize writing nothing) until the variable is fixed or kq_set_isa
+ * chooses. A valid choice is kept for the life of the process. kq_dequantize does not depend
+ * on the ISA and ignores the variable. */
 int kq_active_isa(void);
-/* Force an ISA (tests). Returns 0, or -1 when this CPU or build cannot run it. */
+/* Force an ISA (tests), over QUANTDESK_ISA. Returns 0, or -1 when this CPU or build cannot run it. */
 int kq_set_isa(int isa);
 /* 1 if this CPU and build can run the ISA, else 0. */
 int kq_isa_available(int isa);

@@ -11,6 +11,8 @@
  * 3. Half-precision input: on every ISA, float16 and bfloat16 rows (every finite bit pattern)
  *    give the same bytes as the same values given as float32, and a NaN/Inf anywhere in a
  *    half-precision row is reported with that row's index.
+ * 4. QUANTDESK_ISA: an unknown value, or an ISA this CPU or build cannot run, is an error from
+ *    kq_active_isa and kq_quantize (which then writes nothing), as kquant.h documents.
  *
  * Usage: test_simd [rounds]   (rounds of random rows per type; default 40)
  */
@@ -319,6 +321,73 @@ static void test_half_input(int isa) {
     free(x);
 }
 
+/* ---- 4. QUANTDESK_ISA ---- */
+
+/* The ISA an unset QUANTDESK_ISA gives: the best this CPU and build have. */
+static int best_available_isa(void) {
+    if (kq_isa_available(KQ_ISA_AVX2)) return KQ_ISA_AVX2;
+    if (kq_isa_available(KQ_ISA_NEON)) return KQ_ISA_NEON;
+    return KQ_ISA_SCALAR;
+}
+
+/* Every value through the parser dispatch.c applies to the variable. */
+static void test_isa_setting(void) {
+    CHECK(kq_isa_for_setting(NULL) == best_available_isa(), "unset QUANTDESK_ISA gives %d", kq_isa_for_setting(NULL));
+    CHECK(kq_isa_for_setting("") == best_available_isa(), "empty QUANTDESK_ISA gives %d", kq_isa_for_setting(""));
+    CHECK(kq_isa_for_setting("scalar") == KQ_ISA_SCALAR, "QUANTDESK_ISA=scalar gives %d", kq_isa_for_setting("scalar"));
+    const char *names[2] = {"avx2", "neon"};
+    const int isas[2] = {KQ_ISA_AVX2, KQ_ISA_NEON};
+    for (int k = 0; k < 2; k++) {
+        const int want = kq_isa_available(isas[k]) ? isas[k] : KQ_ERR_ISA_UNAVAILABLE;
+        CHECK(kq_isa_for_setting(names[k]) == want, "QUANTDESK_ISA=%s gives %d, expected %d", names[k],
+              kq_isa_for_setting(names[k]), want);
+    }
+    /* exact lowercase names only: no case folding, no trimming, no prefixes */
+    const char *bad[] = {"bogus", "AVX2", "Scalar", " scalar", "scalar ", "avx", "avx512", "sse2", "neon64", "auto"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+        CHECK(kq_isa_for_setting(bad[k]) == KQ_ERR_ISA_UNKNOWN, "QUANTDESK_ISA='%s' gives %d, expected %d", bad[k],
+              kq_isa_for_setting(bad[k]), KQ_ERR_ISA_UNKNOWN);
+}
+
+static void set_env(const char *name, const char *value) {
+#if defined(_WIN32)
+    _putenv_s(name, value ? value : ""); /* an empty value removes the variable */
+#else
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+#endif
+}
+
+/* A bad value (set for real) makes kq_active_isa and kq_quantize fail without writing, until
+ * kq_set_isa chooses. Must run before anything calls kq_set_isa: a choice, once made, is kept. */
+static void test_isa_env(void) {
+    float x[32];
+    for (int j = 0; j < 32; j++) x[j] = (float)j - 15.5f;
+    uint8_t dst[34];
+    /* No CPU runs both AVX2 and NEON, so one of them is always unavailable. */
+    const char *values[2] = {"bogus", kq_isa_available(KQ_ISA_NEON) ? "avx2" : "neon"};
+    const int codes[2] = {KQ_ERR_ISA_UNKNOWN, KQ_ERR_ISA_UNAVAILABLE};
+    for (int k = 0; k < 2; k++) {
+        set_env("QUANTDESK_ISA", values[k]);
+        CHECK(kq_active_isa() == codes[k], "QUANTDESK_ISA=%s: kq_active_isa() = %d, expected %d", values[k],
+              kq_active_isa(), codes[k]);
+        memset(dst, 0xAB, sizeof dst);
+        const int64_t got = kq_quantize(KQ_TYPE_Q8_0, KQ_SRC_F32, x, 1, 32, NULL, dst, sizeof dst, NULL);
+        int untouched = 1;
+        for (size_t j = 0; j < sizeof dst; j++) untouched &= dst[j] == 0xAB;
+        CHECK(got == codes[k] && untouched, "QUANTDESK_ISA=%s: kq_quantize returned %lld (expected %d), dst %s",
+              values[k], (long long)got, codes[k], untouched ? "untouched" : "written");
+    }
+    /* kq_set_isa's choice wins over the variable */
+    set_env("QUANTDESK_ISA", "bogus");
+    CHECK(kq_set_isa(KQ_ISA_SCALAR) == 0, "cannot select scalar");
+    CHECK(kq_active_isa() == KQ_ISA_SCALAR, "after kq_set_isa(scalar), kq_active_isa() = %d", kq_active_isa());
+    CHECK(kq_quantize(KQ_TYPE_Q8_0, KQ_SRC_F32, x, 1, 32, NULL, dst, sizeof dst, NULL) == 34,
+          "after kq_set_isa(scalar), kq_quantize still fails");
+    set_env("QUANTDESK_ISA", NULL);
+    printf("QUANTDESK_ISA: unknown and unavailable values are errors, kq_set_isa overrides\n");
+}
+
 /* dispatch.c asks CPUID itself (the same code for every compiler); it must agree with the
  * compiler's own view of this CPU. Every CPU with AVX2 also has F16C, which dispatch.c needs too. */
 static void test_cpu_detection(void) {
@@ -332,6 +401,8 @@ static void test_cpu_detection(void) {
 }
 
 int main(int argc, char **argv) {
+    test_isa_env(); /* first: it needs the ISA not chosen yet */
+    test_isa_setting();
     test_cpu_detection();
     const int rounds = argc > 1 ? atoi(argv[1]) : 40;
     const int isas[3] = {KQ_ISA_SCALAR, KQ_ISA_AVX2, KQ_ISA_NEON};
