@@ -2,6 +2,7 @@
 
 Each module exposes main(argv) -> int and writes its JSON to bench/out/.
 """
+
 from __future__ import annotations
 
 import importlib

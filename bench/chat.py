@@ -14,6 +14,7 @@ loop's worst latency while tokens stream: a 5 ms timer's largest gap beyond its 
 (target < 50 ms). Every run starts from an empty KV cache so prompt processing is included.
 Results are printed and written to bench/out/chat.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,13 @@ def run_raw(llm, settings, kwargs) -> dict:
             n += 1
             text.append(piece)
     tokens = len(llm.tokenize("".join(text).encode(), add_bos=False, special=True))
-    return {"tokens": tokens, "tps": (tokens - 1) / (last - first), "ttft": first - t0, "text": "".join(text),
-            "cpu": time.process_time() - cpu0}
+    return {
+        "tokens": tokens,
+        "tps": (tokens - 1) / (last - first),
+        "ttft": first - t0,
+        "text": "".join(text),
+        "cpu": time.process_time() - cpu0,
+    }
 
 
 def run_engine(engine, settings) -> dict:
@@ -57,8 +63,13 @@ def run_engine(engine, settings) -> dict:
     cpu0 = time.process_time()
     reply = engine.generate(PROMPT, settings)
     s = reply.stats
-    return {"tokens": s.tokens, "tps": s.tokens_per_second, "ttft": s.time_to_first_token_s, "text": reply.text,
-            "cpu": time.process_time() - cpu0}
+    return {
+        "tokens": s.tokens,
+        "tps": s.tokens_per_second,
+        "ttft": s.time_to_first_token_s,
+        "text": reply.text,
+        "cpu": time.process_time() - cpu0,
+    }
 
 
 def run_ui(engine, settings, app) -> dict:
@@ -105,8 +116,14 @@ def run_ui(engine, settings, app) -> dict:
     if "error" in result:
         raise RuntimeError(result["error"])
     s = result["reply"].stats
-    return {"tokens": s.tokens, "tps": s.tokens_per_second, "ttft": s.time_to_first_token_s,
-            "text": result["reply"].text, "worst_gap_ms": max(gaps[1:] or [0]), "cpu": cpu}
+    return {
+        "tokens": s.tokens,
+        "tps": s.tokens_per_second,
+        "ttft": s.time_to_first_token_s,
+        "text": result["reply"].text,
+        "worst_gap_ms": max(gaps[1:] or [0]),
+        "cpu": cpu,
+    }
 
 
 def main(argv=None) -> int:
@@ -133,8 +150,13 @@ def main(argv=None) -> int:
     engine = ChatEngine()
     engine.load(model, settings)
     kwargs = engine.completion_kwargs(settings)
-    raw = llama_cpp.Llama(model_path=str(model), n_ctx=settings.context_length, n_threads=settings.resolved_threads(),
-                          n_threads_batch=settings.resolved_threads(), verbose=False)
+    raw = llama_cpp.Llama(
+        model_path=str(model),
+        n_ctx=settings.context_length,
+        n_threads=settings.resolved_threads(),
+        n_threads_batch=settings.resolved_threads(),
+        verbose=False,
+    )
     runs: dict[str, list[dict]] = {"raw": [], "engine": [], "ui": []}
     run_raw(raw, settings, kwargs)  # warm-up: page in the weights for everyone
     for _ in range(args.runs):  # interleaved, so a busy moment on the machine hits every path alike
@@ -151,10 +173,17 @@ def main(argv=None) -> int:
     best_ttft = {name: min(r["ttft"] for r in rs) for name, rs in runs.items()}
     median = {name: statistics.median(r["tps"] for r in rs) for name, rs in runs.items()}
     gap = max(r["worst_gap_ms"] for r in runs["ui"])
-    summary = {name: {"tokens_per_second_best": best[name], "tokens_per_second_median": median[name],
-                      "ratio_vs_raw_best": best[name] / best["raw"], "ratio_vs_raw_median": median[name] / median["raw"],
-                      "ttft_s_best": best_ttft[name], "ttft_ratio_vs_raw": best_ttft[name] / best_ttft["raw"]}
-               for name in runs}
+    summary = {
+        name: {
+            "tokens_per_second_best": best[name],
+            "tokens_per_second_median": median[name],
+            "ratio_vs_raw_best": best[name] / best["raw"],
+            "ratio_vs_raw_median": median[name] / median["raw"],
+            "ttft_s_best": best_ttft[name],
+            "ttft_ratio_vs_raw": best_ttft[name] / best_ttft["raw"],
+        }
+        for name in runs
+    }
     # CPU seconds per reply (all threads of this process) barely move when other programs compete
     # for the cores, so their ratio is the steadier measure of what our layers add.
     cpu = {name: statistics.median(r["cpu"] for r in rs) for name, rs in runs.items()}
@@ -162,23 +191,39 @@ def main(argv=None) -> int:
         summary[name]["cpu_s_per_reply"] = cpu[name]
         summary[name]["cpu_efficiency_vs_raw"] = cpu["raw"] / cpu[name]
     summary["ui"]["worst_event_loop_gap_ms"] = gap
-    print(f"model {model.name} · {runs['raw'][0]['tokens']} tokens · {settings.resolved_threads()} threads · "
-          f"{args.runs} interleaved runs · identical greedy text on every path: {'yes' if same else 'NO'}")
-    print(f"{'path':8} {'best tok/s':>11} {'vs raw':>7} {'median':>8} {'vs raw':>7} {'TTFT ms':>8} "
-          f"{'CPU s':>6} {'raw/CPU':>8} {'UI worst gap ms':>16}")
+    print(
+        f"model {model.name} · {runs['raw'][0]['tokens']} tokens · {settings.resolved_threads()} threads · "
+        f"{args.runs} interleaved runs · identical greedy text on every path: {'yes' if same else 'NO'}"
+    )
+    print(
+        f"{'path':8} {'best tok/s':>11} {'vs raw':>7} {'median':>8} {'vs raw':>7} {'TTFT ms':>8} "
+        f"{'CPU s':>6} {'raw/CPU':>8} {'UI worst gap ms':>16}"
+    )
     for name in runs:
         m = summary[name]
         gap_text = f"{gap:16.1f}" if name == "ui" else f"{'':16}"
-        print(f"{name:8} {best[name]:11.1f} {m['ratio_vs_raw_best']:7.1%} {median[name]:8.1f} "
-              f"{m['ratio_vs_raw_median']:7.1%} {best_ttft[name] * 1000:8.0f} {cpu[name]:6.2f} "
-              f"{cpu['raw'] / cpu[name]:8.1%} {gap_text}")
+        print(
+            f"{name:8} {best[name]:11.1f} {m['ratio_vs_raw_best']:7.1%} {median[name]:8.1f} "
+            f"{m['ratio_vs_raw_median']:7.1%} {best_ttft[name] * 1000:8.0f} {cpu[name]:6.2f} "
+            f"{cpu['raw'] / cpu[name]:8.1%} {gap_text}"
+        )
     ok = min(summary["engine"]["ratio_vs_raw_best"], summary["ui"]["ratio_vs_raw_best"]) >= 0.97 and gap < 50
     print("targets (best tok/s >= 97% of raw, event loop gap < 50 ms):", "met" if ok else "NOT met")
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
-    (out / "chat.json").write_text(json.dumps({"model": str(model), "tokens": args.tokens, "runs": args.runs,
-                                               "threads": settings.resolved_threads(), "identical_text": same,
-                                               "summary": summary}, indent=2))
+    (out / "chat.json").write_text(
+        json.dumps(
+            {
+                "model": str(model),
+                "tokens": args.tokens,
+                "runs": args.runs,
+                "threads": settings.resolved_threads(),
+                "identical_text": same,
+                "summary": summary,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

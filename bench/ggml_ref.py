@@ -3,6 +3,7 @@
 This is the yardstick: our native kernels must write exactly these bytes, and bench/kernels.py
 times them against it. Kept free of `quantdesk` imports so tests, benches and the SIMD work share it.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -50,8 +51,13 @@ def _load() -> ctypes.CDLL:
         lib = ctypes.CDLL(str(ggml_base_path()))
         lib.ggml_quantize_chunk.restype = ctypes.c_size_t
         lib.ggml_quantize_chunk.argtypes = [
-            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-            ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_void_p,
         ]
         lib.ggml_quantize_init.restype = None
         lib.ggml_quantize_init.argtypes = [ctypes.c_int]
@@ -83,7 +89,12 @@ def ggml_quantize(x: np.ndarray, qtype: str, imatrix: np.ndarray | None = None) 
         if qw.shape != (n,):
             raise ValueError(f"imatrix must have {n} values, got shape {qw.shape}")
     written = lib.ggml_quantize_chunk(
-        type_id, x.ctypes.data, out.ctypes.data, 0, nrows, n,
+        type_id,
+        x.ctypes.data,
+        out.ctypes.data,
+        0,
+        nrows,
+        n,
         None if qw is None else qw.ctypes.data,
     )
     assert written == out.size, (written, out.size)

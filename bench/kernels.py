@@ -16,9 +16,11 @@ Prints a table and writes bench/out/kernels.json. --imatrix adds runs with an im
 quantization of an F16/BF16 model does; ggml, which only quantizes float32, is then timed
 including numpy's conversion of those rows to float32 (llama-quantize converts first, too).
 """
+
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -90,7 +92,7 @@ def _time_round_robin(fns: dict, rows: np.ndarray, seconds: float, repeats: int)
             t0 = time.perf_counter()
             for c in range(calls):
                 start = (c * take) % max(1, nrows - take + 1)
-                fn(rows[start:start + take])
+                fn(rows[start : start + take])
             dt = time.perf_counter() - t0
             best[name] = max(best[name], calls * take * n / dt)
     return best
@@ -103,8 +105,13 @@ def _ggml_threaded(threads: int, qtype: str, imatrix):
             return
         bounds = np.linspace(0, x.shape[0], threads * 4 + 1).astype(int)
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda ab: ggml_quantize(x[ab[0]:ab[1]], qtype, imatrix),
-                          [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]))
+            list(
+                pool.map(
+                    lambda ab: ggml_quantize(x[ab[0] : ab[1]], qtype, imatrix),
+                    [(a, b) for a, b in itertools.pairwise(bounds) if b > a],
+                )
+            )
+
     return run
 
 
@@ -112,6 +119,7 @@ def _ours(kq, isa: str, qtype: str, imatrix, threads: int, src_dtype: str | None
     def run(x: np.ndarray) -> None:
         kq.set_isa(isa)
         kq.quantize(x, qtype, imatrix, threads=threads, src_dtype=src_dtype)
+
     return run
 
 
@@ -131,7 +139,6 @@ def _to_f32(x: np.ndarray, src: str) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-
 def _peak_rss_mib() -> float:
     """Peak resident memory of this process: ru_maxrss is KiB on Linux and bytes on macOS; Windows
     has no `resource` module, psutil gives the peak working set there."""
@@ -144,14 +151,16 @@ def _peak_rss_mib() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.kernels", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="rows of 4096 only, one repeat, short runs")
     ap.add_argument("--imatrix", action="store_true", help="also time quantization with an importance matrix")
     ap.add_argument("--types", default="", help="comma-separated subset, e.g. Q4_K,Q6_K")
     ap.add_argument("--seconds", type=float, default=None, help="target seconds per measurement (0.2)")
-    ap.add_argument("--src", choices=("f32", "f16", "bf16"), default="f32",
-                    help="format of the rows we quantize (default f32)")
+    ap.add_argument(
+        "--src", choices=("f32", "f16", "bf16"), default="f32", help="format of the rows we quantize (default f32)"
+    )
     args = ap.parse_args(argv)
 
     import quantdesk.kquant as kq
@@ -168,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     pool, source = _real_weights(POOL_WEIGHTS)
     results = []
     # Yardstick for Q8_0: how fast one core can merely read the 32 MiB pool (numpy sum).
-    read = _time_round_robin({"read": lambda x: np.add.reduce(x, axis=None)}, pool.reshape(-1, 4096),
-                             seconds, repeats)["read"]
+    read = _time_round_robin({"read": lambda x: np.add.reduce(x, axis=None)}, pool.reshape(-1, 4096), seconds, repeats)[
+        "read"
+    ]
     src = args.src
     src_dtype = "bf16" if src == "bf16" else None
     print(f"source rows: {src}")
@@ -187,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             for n in lengths:
                 rows = _as_source(pool[: pool.size - pool.size % n].reshape(-1, n), src)
-                for with_imatrix in ([False, True] if args.imatrix else [False]):
+                for with_imatrix in [False, True] if args.imatrix else [False]:
                     imatrix = None
                     if with_imatrix:
                         imatrix = np.random.default_rng(n).random(n, dtype=np.float32) + 0.1
@@ -205,19 +215,27 @@ def main(argv: list[str] | None = None) -> int:
                         for isa in isas:
                             fns[isa] = _ours(kq, isa, qtype, imatrix, threads, src_dtype)
                         rates = _time_round_robin(fns, rows, seconds, repeats)
-                        entry = {"type": qtype, "row": n, "imatrix": with_imatrix, "threads": threads,
-                                 "ggml_mws": rates["ggml"] / 1e6}
+                        entry = {
+                            "type": qtype,
+                            "row": n,
+                            "imatrix": with_imatrix,
+                            "threads": threads,
+                            "ggml_mws": rates["ggml"] / 1e6,
+                        }
                         for isa in isas:
                             entry[f"{isa}_mws"] = rates[isa] / 1e6
                             entry[f"{isa}_ratio"] = rates[isa] / rates["ggml"]
                             entry[f"{isa}_bytes_equal_ggml"] = same[isa]
                         results.append(entry)
-                        line = (f"{qtype:7} {n:>5} {'yes' if with_imatrix else 'no':>4} {threads:>3} "
-                                f"{entry['ggml_mws']:>9.1f}")
+                        line = (
+                            f"{qtype:7} {n:>5} {'yes' if with_imatrix else 'no':>4} {threads:>3} "
+                            f"{entry['ggml_mws']:>9.1f}"
+                        )
                         line += "".join(f" {entry[f'{i}_mws']:>9.1f}" for i in isas)
                         line += "".join(f" {entry[f'{i}_ratio']:>10.1f}x" for i in isas)
-                        line += "  " + ("yes" if all(same.values()) else "NO: " + ",".join(
-                            i for i, ok in same.items() if not ok))
+                        line += "  " + (
+                            "yes" if all(same.values()) else "NO: " + ",".join(i for i, ok in same.items() if not ok)
+                        )
                         print(line, flush=True)
     finally:
         kq.set_isa(original_isa)
@@ -226,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak RSS: {peak_rss_mib:.0f} MiB")
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     report = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cores": cores, "isas": isas},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cores": cores,
+            "isas": isas,
+        },
         "weights": source,
         "source_format": src,
         "seconds_per_measurement": seconds,

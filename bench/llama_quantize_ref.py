@@ -12,12 +12,13 @@ bench/quantize_file.py times it. Options mirror the llama-quantize command line:
 Runnable as a script, so the bench can measure its time and memory in a child process:
     python -m bench.llama_quantize_ref IN OUT FTYPE NTHREAD
 """
+
 from __future__ import annotations
 
 import ctypes
 import re
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -49,10 +50,10 @@ def llama_quantize(
     *,
     allow_requantize: bool = False,
     pure: bool = False,
-    output_tensor_type: Optional[int] = None,
-    token_embedding_type: Optional[int] = None,
+    output_tensor_type: int | None = None,
+    token_embedding_type: int | None = None,
     tensor_types: Sequence[tuple[str, int]] = (),
-    imatrix: Optional[dict[str, np.ndarray]] = None,
+    imatrix: dict[str, np.ndarray] | None = None,
     imatrix_kv: Sequence[tuple[str, object]] = (),
     prune_layers: Sequence[int] = (),
     dry_run: bool = False,
@@ -116,9 +117,7 @@ def llama_quantize(
         raise RuntimeError(f"llama_model_quantize failed ({rc}) for {src} -> {dst}")
 
 
-_PLAN_LINE = re.compile(
-    r"\[\s*\d+/\s*\d+\]\s+(\S+)\s+-\s+\[[^\]]*\],\s+type =\s+(\w+),\s+size =[^\n(]*(?:\((\w+)\))?"
-)
+_PLAN_LINE = re.compile(r"\[\s*\d+/\s*\d+\]\s+(\S+)\s+-\s+\[[^\]]*\],\s+type =\s+(\w+),\s+size =[^\n(]*(?:\((\w+)\))?")
 
 
 def llama_plan(src: str, ftype: int, **options: object) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ file, as in the app after its first quantization of that file; the bench hashes 
 once before timing). Best of --repeat runs. Every output pair is compared byte for byte.
 Prints a table and writes bench/out/quantize_file.json. --quick: the starter model only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -43,8 +43,8 @@ SYNTH = dict(hidden=2048, ffn=5632, layers=22, heads=32, kv_heads=4, vocab=32000
 def starter_f16() -> Path:
     path = CACHE / "starter-f16.gguf"
     if not path.exists():
-        from quantdesk.core.starter import starter_model_path
         from bench.llama_quantize_ref import llama_quantize
+        from quantdesk.core.starter import starter_model_path
 
         src = starter_model_path()
         if src is None:
@@ -66,14 +66,21 @@ def synthetic_1b() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     h, f, n, v = SYNTH["hidden"], SYNTH["ffn"], SYNTH["layers"], SYNTH["vocab"]
     kv = h // SYNTH["heads"] * SYNTH["kv_heads"]
-    shapes: list[tuple[str, tuple[int, ...]]] = [("token_embd.weight", (v, h)), ("output_norm.weight", (h,)),
-                                                 ("output.weight", (v, h))]
+    shapes: list[tuple[str, tuple[int, ...]]] = [
+        ("token_embd.weight", (v, h)),
+        ("output_norm.weight", (h,)),
+        ("output.weight", (v, h)),
+    ]
     for i in range(n):
         shapes += [
-            (f"blk.{i}.attn_norm.weight", (h,)), (f"blk.{i}.attn_q.weight", (h, h)),
-            (f"blk.{i}.attn_k.weight", (kv, h)), (f"blk.{i}.attn_v.weight", (kv, h)),
-            (f"blk.{i}.attn_output.weight", (h, h)), (f"blk.{i}.ffn_norm.weight", (h,)),
-            (f"blk.{i}.ffn_gate.weight", (f, h)), (f"blk.{i}.ffn_up.weight", (f, h)),
+            (f"blk.{i}.attn_norm.weight", (h,)),
+            (f"blk.{i}.attn_q.weight", (h, h)),
+            (f"blk.{i}.attn_k.weight", (kv, h)),
+            (f"blk.{i}.attn_v.weight", (kv, h)),
+            (f"blk.{i}.attn_output.weight", (h, h)),
+            (f"blk.{i}.ffn_norm.weight", (h,)),
+            (f"blk.{i}.ffn_gate.weight", (f, h)),
+            (f"blk.{i}.ffn_up.weight", (f, h)),
             (f"blk.{i}.ffn_down.weight", (h, f)),
         ]
     tmp = path.with_suffix(".tmp")
@@ -100,7 +107,7 @@ def synthetic_1b() -> Path:
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     rng = np.random.default_rng(1)
-    for name, shape in shapes:
+    for _name, shape in shapes:
         if len(shape) == 1:
             w.write_tensor_data(np.ones(shape, dtype=np.float32))
         else:
@@ -122,8 +129,8 @@ def _child(which: str, src: str, out: str, level: str, threads: int) -> None:
         t0 = time.perf_counter()
         quantize_file(req)
     else:
-        from quantdesk.core.quant_plan import FILE_TYPES
         from bench.llama_quantize_ref import llama_quantize
+        from quantdesk.core.quant_plan import FILE_TYPES
 
         ftype = FILE_TYPES[level].ftype
         t0 = time.perf_counter()
@@ -156,8 +163,13 @@ def _run_child(which: str, src: Path, out: Path, level: str, threads: int) -> di
     Path(str(out) + ".card.json").unlink(missing_ok=True)
     env = dict(os.environ, QUANTDESK_HOME=str(CACHE / "home"), PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "bench.quantize_file", "--child", which, str(src), str(out), level,
-                        str(threads)], cwd=ROOT, env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.quantize_file", "--child", which, str(src), str(out), level, str(threads)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{which} {level} failed:\n{r.stderr[-2000:]}")
@@ -188,7 +200,7 @@ def bench_source(name: str, src: Path, levels: list[str], threads: int, repeat: 
     work.mkdir(parents=True, exist_ok=True)
     for level in levels:
         ours_out, ref_out = work / f"ours-{level}.gguf", work / f"llama-{level}.gguf"
-        best: dict[str, Optional[dict[str, float]]] = {"ours": None, "llama": None}
+        best: dict[str, dict[str, float] | None] = {"ours": None, "llama": None}
         for _ in range(repeat):
             for which, out in (("llama", ref_out), ("ours", ours_out)):
                 r = _run_child(which, src, out, level, threads)
@@ -198,23 +210,33 @@ def bench_source(name: str, src: Path, levels: list[str], threads: int, repeat: 
         identical = _same(ours_out, ref_out)
         ours, llama = best["ours"], best["llama"]
         assert ours is not None and llama is not None
-        rows.append({
-            "model": name, "level": level, "threads": threads, "identical": identical,
-            "ours_s": round(ours["seconds"], 3), "llama_s": round(llama["seconds"], 3),
-            "speedup": round(llama["seconds"] / ours["seconds"], 2),
-            "ours_peak_mb": round(ours["peak_rss_mb"], 1), "llama_peak_mb": round(llama["peak_rss_mb"], 1),
-            "output_mb": round(ours_out.stat().st_size / 1e6, 1),
-        })
+        rows.append(
+            {
+                "model": name,
+                "level": level,
+                "threads": threads,
+                "identical": identical,
+                "ours_s": round(ours["seconds"], 3),
+                "llama_s": round(llama["seconds"], 3),
+                "speedup": round(llama["seconds"] / ours["seconds"], 2),
+                "ours_peak_mb": round(ours["peak_rss_mb"], 1),
+                "llama_peak_mb": round(llama["peak_rss_mb"], 1),
+                "output_mb": round(ours_out.stat().st_size / 1e6, 1),
+            }
+        )
         r = rows[-1]
-        print(f"{name:<22} {level:<7} {r['ours_s']:>8.2f} {r['llama_s']:>8.2f} {r['speedup']:>7.2f}x "
-              f"{r['ours_peak_mb']:>9.0f} {r['llama_peak_mb']:>9.0f} {'yes' if identical else 'NO':>9}", flush=True)
+        print(
+            f"{name:<22} {level:<7} {r['ours_s']:>8.2f} {r['llama_s']:>8.2f} {r['speedup']:>7.2f}x "
+            f"{r['ours_peak_mb']:>9.0f} {r['llama_peak_mb']:>9.0f} {'yes' if identical else 'NO':>9}",
+            flush=True,
+        )
         ours_out.unlink(missing_ok=True)
         ref_out.unlink(missing_ok=True)
         Path(str(ours_out) + ".card.json").unlink(missing_ok=True)
     return rows
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--child"]:
         _child(argv[1], argv[2], argv[3], argv[4], int(argv[5]))
@@ -228,10 +250,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     levels = [t.strip().upper() for t in args.types.split(",") if t.strip()]
     from quantdesk import kquant
 
-    print(f"whole-file quantization, {args.threads} threads, kernels: {kquant.active_isa()}, "
-          f"CPU: {platform.processor() or platform.machine()}")
-    print(f"{'model':<22} {'level':<7} {'ours s':>8} {'llama s':>8} {'speedup':>8} {'ours MB':>9} {'llama MB':>9} "
-          f"{'identical':>9}")
+    print(
+        f"whole-file quantization, {args.threads} threads, kernels: {kquant.active_isa()}, "
+        f"CPU: {platform.processor() or platform.machine()}"
+    )
+    print(
+        f"{'model':<22} {'level':<7} {'ours s':>8} {'llama s':>8} {'speedup':>8} {'ours MB':>9} {'llama MB':>9} "
+        f"{'identical':>9}"
+    )
     sources = [("starter-135M-f16", starter_f16())]
     if not args.quick:
         print("(preparing the synthetic 1.1B model in bench/cache/ if needed ...)", flush=True)
@@ -240,10 +266,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name, src in sources:
         rows += bench_source(name, src, levels, args.threads, args.repeat)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "quantize_file.json").write_text(json.dumps({
-        "threads": args.threads, "isa": kquant.active_isa(), "machine": platform.machine(),
-        "cpu_count": os.cpu_count(), "rows": rows,
-    }, indent=2))
+    (OUT_DIR / "quantize_file.json").write_text(
+        json.dumps(
+            {
+                "threads": args.threads,
+                "isa": kquant.active_isa(),
+                "machine": platform.machine(),
+                "cpu_count": os.cpu_count(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {OUT_DIR / 'quantize_file.json'}")
     return 0 if all(r["identical"] for r in rows) else 1
 

@@ -9,6 +9,7 @@
 Artefacts are named quantdesk-<version>-<platform>... with the version from pyproject.toml.
 Every file is written under a temporary name in dist/ and renamed when complete.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -75,6 +76,7 @@ def artefact_stem() -> str:
 
 # ---------------------------------------------------------------------------------------- bundle
 
+
 def build_bundle() -> Path:
     # Before PyInstaller's minutes: a llama.cpp compiled with -march=native must not ship.
     step(f"llama.cpp to bundle: {P.llama_lib_dir()}")
@@ -84,9 +86,22 @@ def build_bundle() -> Path:
     make_icons.main([])
     step("PyInstaller (onedir)")
     t0 = time.monotonic()
-    run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
-         "--distpath", P.DIST, "--workpath", P.BUILD / "pyinstaller", P.PACKAGING / "quantdesk.spec"],
-        cwd=P.ROOT)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--log-level",
+            "WARN",
+            "--distpath",
+            P.DIST,
+            "--workpath",
+            P.BUILD / "pyinstaller",
+            P.PACKAGING / "quantdesk.spec",
+        ],
+        cwd=P.ROOT,
+    )
     print(f"   PyInstaller took {time.monotonic() - t0:.0f} s", flush=True)
     bundle = APP if sys.platform == "darwin" else ONEDIR
     if sys.platform.startswith("linux"):
@@ -118,6 +133,7 @@ def link_duplicate_libraries(lib: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- linux
+
 
 def build_tarball() -> Path:
     """dist/quantdesk-<v>-linux-<arch>.tar.gz holding the onedir folder as quantdesk/."""
@@ -204,6 +220,7 @@ def build_deb() -> Path:
 
 # ----------------------------------------------------------------------------------------- macos
 
+
 def build_dmg() -> Path:
     """dist/quantdesk-<v>-macos-<arch>.dmg: Quantdesk.app and a link to /Applications."""
     step(".dmg")
@@ -214,18 +231,33 @@ def build_dmg() -> Path:
     with tempfile.TemporaryDirectory() as stage:
         run(["ditto", APP, Path(stage) / APP.name])  # ditto keeps the .app's symlinks and signatures
         (Path(stage) / "Applications").symlink_to("/Applications")
-        run(["hdiutil", "create", "-volname", f"{P.APP_NAME} {P.project_version()}", "-srcfolder", stage,
-             "-fs", "HFS+", "-format", "UDZO", "-ov", tmp])
+        run(
+            [
+                "hdiutil",
+                "create",
+                "-volname",
+                f"{P.APP_NAME} {P.project_version()}",
+                "-srcfolder",
+                stage,
+                "-fs",
+                "HFS+",
+                "-format",
+                "UDZO",
+                "-ov",
+                tmp,
+            ]
+        )
     return publish(tmp, final)
 
 
 # --------------------------------------------------------------------------------------- windows
 
+
 def find_iscc() -> str:
     found = shutil.which("iscc")
     if found:
         return found
-    for base in (os.environ.get("ProgramFiles(x86)"), os.environ.get("ProgramFiles")):
+    for base in (os.environ.get("PROGRAMFILES(X86)"), os.environ.get("PROGRAMFILES")):
         if base and (Path(base) / "Inno Setup 6" / "ISCC.exe").exists():
             return str(Path(base) / "Inno Setup 6" / "ISCC.exe")
     raise SystemExit("Inno Setup 6 (iscc) is not installed: https://jrsoftware.org/isinfo.php")
@@ -237,9 +269,17 @@ def build_installer() -> Path:
     if not ONEDIR.is_dir():
         raise SystemExit(f"{ONEDIR} is missing: build the bundle first")
     base = f"{artefact_stem()}-setup"
-    run([find_iscc(), f"/DAppVersion={P.project_version()}", f"/DSourceDir={ONEDIR}", f"/DOutputDir={P.DIST}",
-         f"/DOutputBase={base}.part", f"/DIconFile={P.ICONS_OUT / 'quantdesk.ico'}",
-         P.PACKAGING / "windows" / "quantdesk.iss"])
+    run(
+        [
+            find_iscc(),
+            f"/DAppVersion={P.project_version()}",
+            f"/DSourceDir={ONEDIR}",
+            f"/DOutputDir={P.DIST}",
+            f"/DOutputBase={base}.part",
+            f"/DIconFile={P.ICONS_OUT / 'quantdesk.ico'}",
+            P.PACKAGING / "windows" / "quantdesk.iss",
+        ]
+    )
     return publish(P.DIST / f"{base}.part.exe", P.DIST / f"{base}.exe")
 
 

@@ -18,6 +18,7 @@
      there, and the uninstaller removes it.
 Exit 0 when everything passed; otherwise each failure is printed and the exit code is 1.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,18 +42,29 @@ def clean_env(home: Path) -> dict[str, str]:
     """The smallest environment the app may rely on: no virtualenv, no PYTHON*, no LD_*."""
     home.mkdir(parents=True, exist_ok=True)
     if sys.platform == "win32":
-        root = os.environ.get("SystemRoot", r"C:\Windows")
+        root = os.environ.get("SYSTEMROOT", r"C:\Windows")
         return {
-            "SystemRoot": root, "WINDIR": root, "PATH": f"{root}\\System32;{root}",
-            "TEMP": str(home), "TMP": str(home), "USERPROFILE": str(home),
-            "APPDATA": str(home / "AppData" / "Roaming"), "LOCALAPPDATA": str(home / "AppData" / "Local"),
+            "SystemRoot": root,
+            "WINDIR": root,
+            "PATH": f"{root}\\System32;{root}",
+            "TEMP": str(home),
+            "TMP": str(home),
+            "USERPROFILE": str(home),
+            "APPDATA": str(home / "AppData" / "Roaming"),
+            "LOCALAPPDATA": str(home / "AppData" / "Local"),
             "QT_QPA_PLATFORM": "offscreen",
         }
     return {"PATH": "/usr/bin:/bin", "HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
 
 
-def run_clean(exe: Path, args: list[str], label: str, timeout: float = SELFTEST_TIMEOUT_S,
-              wrapper: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> str | None:
+def run_clean(
+    exe: Path,
+    args: list[str],
+    label: str,
+    timeout: float = SELFTEST_TIMEOUT_S,
+    wrapper: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> str | None:
     """Run exe in a clean environment from an empty temporary folder; record a failure if it fails.
 
     wrapper: a command to run exe under (an emulator); extra_env: variables added to the clean ones.
@@ -61,8 +73,14 @@ def run_clean(exe: Path, args: list[str], label: str, timeout: float = SELFTEST_
         cmd = [*wrapper, str(exe), *args]
         print(f"   $ (clean env, cwd {tmp}) {' '.join(cmd)}", flush=True)
         try:
-            proc = subprocess.run(cmd, cwd=tmp, env={**clean_env(Path(tmp) / "home"), **(extra_env or {})},
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                cmd,
+                cwd=tmp,
+                env={**clean_env(Path(tmp) / "home"), **(extra_env or {})},
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             failures.append(f"{label}: no answer within {timeout:.0f} s")
             return None
@@ -91,6 +109,7 @@ def step(message: str) -> None:
 
 # ----------------------------------------------------------------------------------------- linux
 
+
 def test_tarball() -> None:
     step("the .tar.gz: unpack and run")
     archives = sorted(P.DIST.glob(f"{P.BUNDLE_NAME}-{P.project_version()}-{P.platform_tag()}.tar.gz"))
@@ -113,8 +132,12 @@ def test_deb() -> None:
         failures.append("deb: no .deb in dist/ (run `make bundle`)")
         return
     deb = debs[0]
-    fields = subprocess.run(["dpkg-deb", "-f", deb, "Package", "Version", "Architecture", "Depends"],
-                            check=True, capture_output=True, text=True).stdout
+    fields = subprocess.run(
+        ["dpkg-deb", "-f", deb, "Package", "Version", "Architecture", "Depends"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     print("     " + fields.strip().replace("\n", "\n     "))
     if f"Version: {P.project_version()}" not in fields:
         failures.append(f"deb: control has the wrong version (pyproject says {P.project_version()})")
@@ -195,17 +218,31 @@ def test_emulated_cpu(bundle: Path) -> None:
         "LD_LIBRARY_PATH": str(check_bundle.internal_dir(bundle)),
     }
     with tempfile.TemporaryDirectory(prefix="quantdesk-qemu-") as tmp:
-        trace = subprocess.run([qemu, "-cpu", PORTABLE_CPU, "-strace", str(exe), "--version"], cwd=tmp,
-                               env={**clean_env(Path(tmp) / "home"), **no_restart}, capture_output=True,
-                               text=True, errors="replace", timeout=120)
+        trace = subprocess.run(
+            [qemu, "-cpu", PORTABLE_CPU, "-strace", str(exe), "--version"],
+            cwd=tmp,
+            env={**clean_env(Path(tmp) / "home"), **no_restart},
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=120,
+        )
     if trace.returncode != 0 or " execve(" in trace.stderr:  # -strace logs the guest's system calls
-        failures.append("emulated CPU: `quantdesk --version` under qemu failed or re-executed itself outside "
-                        "the emulator (if PyInstaller changed how its bootloader restarts, update no_restart "
-                        f"in bundle_test.py); exit code {trace.returncode}")
+        failures.append(
+            "emulated CPU: `quantdesk --version` under qemu failed or re-executed itself outside "
+            "the emulator (if PyInstaller changed how its bootloader restarts, update no_restart "
+            f"in bundle_test.py); exit code {trace.returncode}"
+        )
         return
     print(f"   `quantdesk --version` under qemu -strace: {trace.stdout.strip()}, no execve: stays emulated")
-    run_clean(exe, ["selftest"], f"emulated CPU ({PORTABLE_CPU}): selftest", timeout=900,
-              wrapper=(qemu, "-cpu", PORTABLE_CPU), extra_env=no_restart)
+    run_clean(
+        exe,
+        ["selftest"],
+        f"emulated CPU ({PORTABLE_CPU}): selftest",
+        timeout=900,
+        wrapper=(qemu, "-cpu", PORTABLE_CPU),
+        extra_env=no_restart,
+    )
 
 
 def test_startup() -> None:
@@ -223,6 +260,7 @@ def test_startup() -> None:
 
 
 # ----------------------------------------------------------------------------------- macos, windows
+
 
 def test_dmg() -> None:
     step("the .dmg: attach, run selftest from the .app inside, detach")
@@ -247,18 +285,24 @@ def test_windows_installer() -> None:
         failures.append("installer: no -setup.exe in dist/")
         return
     target = Path(tempfile.mkdtemp(prefix="quantdesk-install-"))
-    subprocess.run([str(setups[0]), "/VERYSILENT", "/SUPPRESSMSGBOXES", "/NORESTART", "/CURRENTUSER",
-                    f"/DIR={target}"], check=True, timeout=600)
+    subprocess.run(
+        [str(setups[0]), "/VERYSILENT", "/SUPPRESSMSGBOXES", "/NORESTART", "/CURRENTUSER", f"/DIR={target}"],
+        check=True,
+        timeout=600,
+    )
     failures.extend(f"installer: {p}" for p in check_bundle.problems(target))
     run_clean(target / f"{P.BUNDLE_NAME}.exe", ["selftest"], "installer: selftest")
     uninstallers = sorted(target.glob("unins*.exe"))
     if not uninstallers:
         failures.append("installer: no uninstaller was installed")
     else:
-        subprocess.run([str(uninstallers[0]), "/VERYSILENT", "/SUPPRESSMSGBOXES", "/NORESTART"], check=False, timeout=600)
+        subprocess.run(
+            [str(uninstallers[0]), "/VERYSILENT", "/SUPPRESSMSGBOXES", "/NORESTART"], check=False, timeout=600
+        )
 
 
 # ------------------------------------------------------------------------------------------ main
+
 
 def main() -> int:
     bundle = P.DIST / (f"{P.APP_NAME}.app" if sys.platform == "darwin" else P.BUNDLE_NAME)

@@ -11,6 +11,7 @@ users' CPUs. See portability_problems(); QUANTDESK_ALLOW_NATIVE_LLAMA=1 lets a d
 their own build anyway.
 Usage: python packaging/check_bundle.py [dist/quantdesk | dist/Quantdesk.app]
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -97,7 +98,8 @@ _BEYOND_PORTABLE_X86 = re.compile(r"^(AVX512\w*|AVX_VNNI|AMX\w*)$")
 # The same, read from the machine code (objdump, AT&T syntax): AVX-512 (zmm registers, the opmask
 # registers k0-k7, xmm/ymm 16-31 which only EVEX can encode), AVX-VNNI ({vex} vpdpbusd...) and AMX.
 _BEYOND_PORTABLE_ASM = re.compile(
-    r"%zmm\d|%k[0-7]\b|%[xy]mm(?:1[6-9]|2\d|3[01])\b|\{vex\}|\b(?:ldtilecfg|tileloadd\w*|tdpb\w+)\b")
+    r"%zmm\d|%k[0-7]\b|%[xy]mm(?:1[6-9]|2\d|3[01])\b|\{vex\}|\b(?:ldtilecfg|tileloadd\w*|tdpb\w+)\b"
+)
 # Prints llama.cpp's system info from the library given, in a fresh process (a library with the
 # same soname already loaded here would be reused) that has no LD_LIBRARY_PATH to load another.
 _SYSTEM_INFO = (
@@ -129,8 +131,9 @@ def llama_system_info(lib_dir: Path) -> str:
     if lib is None:
         raise RuntimeError(f"no libllama in {lib_dir}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LD_", "DYLD_"))}
-    proc = subprocess.run([sys.executable, "-c", _SYSTEM_INFO, str(lib)], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _SYSTEM_INFO, str(lib)], env=env, capture_output=True, text=True, timeout=120
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"loading {lib.name} failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
     return proc.stdout.strip()
@@ -152,12 +155,17 @@ def instructions_beyond_portable(library: Path) -> tuple[int, str] | None:
     if objdump is None or sys.platform == "win32":
         return None
     count, example, function = 0, "", ""
-    with subprocess.Popen([objdump, "-d", "--no-show-raw-insn", str(library)], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, errors="replace") as proc:
+    with subprocess.Popen(
+        [objdump, "-d", "--no-show-raw-insn", str(library)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.endswith(">:\n"):  # "0000000000015390 <ggml_cpu_fp32_to_bf16@@Base>:"
-                function = line[line.find("<") + 1:line.rfind(">")].split("@")[0]
+                function = line[line.find("<") + 1 : line.rfind(">")].split("@")[0]
             elif _BEYOND_PORTABLE_ASM.search(line):
                 count += 1
                 if not example:  # "  15390:\tvmovdqa64 0x137b4c(%rip),%zmm8   # 14cf00 <...>"
@@ -183,9 +191,11 @@ def portability_problems(lib_dir: Path) -> list[str]:
         return [f"llama.cpp portability: could not read the system info of {lib_dir}: {e}"]
     beyond = features_beyond_portable(info)
     if beyond:
-        found.append(f"llama.cpp was compiled for the build machine's CPU ({', '.join(beyond)} = 1 in "
-                     f"llama_print_system_info), not portable: it dies with 'illegal instruction' on CPUs "
-                     f"without them. Build llama-cpp-python with CMAKE_ARGS=-DGGML_NATIVE=OFF (make bundle does).")
+        found.append(
+            f"llama.cpp was compiled for the build machine's CPU ({', '.join(beyond)} = 1 in "
+            f"llama_print_system_info), not portable: it dies with 'illegal instruction' on CPUs "
+            f"without them. Build llama-cpp-python with CMAKE_ARGS=-DGGML_NATIVE=OFF (make bundle does)."
+        )
     seen: set[bytes] = set()  # the wheel holds libfoo.so, .so.0 and .so.0.x.y as identical copies
     for lib in sorted(lib_dir.iterdir(), key=lambda p: (-len(p.name), p.name)):
         if not lib.is_file() or lib.is_symlink() or not P.is_shared_library(lib):
@@ -200,8 +210,10 @@ def portability_problems(lib_dir: Path) -> list[str]:
             break
         count, example = scan
         if count:
-            found.append(f"llama.cpp library {lib.name} holds {count} AVX-512/AVX-VNNI/AMX instructions "
-                         f"(e.g. {example}): not a portable build")
+            found.append(
+                f"llama.cpp library {lib.name} holds {count} AVX-512/AVX-VNNI/AMX instructions "
+                f"(e.g. {example}): not a portable build"
+            )
     return found
 
 
@@ -213,8 +225,10 @@ def main(argv: list[str]) -> int:
         for line in found:
             print(f"  - {line}", file=sys.stderr)
         return 1
-    print(f"bundle check: {bundle} has the app, Qt plugins, resources, the cffi extension, "
-          f"llama.cpp's libraries and the starter model")
+    print(
+        f"bundle check: {bundle} has the app, Qt plugins, resources, the cffi extension, "
+        f"llama.cpp's libraries and the starter model"
+    )
     return 0 if check_portable(internal_dir(bundle) / "llama_cpp" / "lib") else 1
 
 
@@ -222,8 +236,12 @@ def check_portable(lib_dir: Path) -> bool:
     """Print the verdict on lib_dir's llama.cpp; False when it is not portable and that is not allowed."""
     found = portability_problems(lib_dir)
     if not found:
-        print(f"llama.cpp check: {lib_dir} is a portable build" if is_x86_64()
-              else f"llama.cpp check: skipped on {platform.machine()} (x86-64 only)", flush=True)
+        print(
+            f"llama.cpp check: {lib_dir} is a portable build"
+            if is_x86_64()
+            else f"llama.cpp check: skipped on {platform.machine()} (x86-64 only)",
+            flush=True,
+        )
         return True
     allowed = os.environ.get(ALLOW_NATIVE_ENV, "") not in ("", "0")
     head = "WARNING (allowed by" if allowed else "LLAMA.CPP CHECK FAILED (set"

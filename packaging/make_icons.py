@@ -5,6 +5,7 @@ installer) and quantdesk.icns (macOS .app). Qt (already a dependency) renders th
 ICNS containers are written here because both are just a table of PNG images, which spares the
 build an image library. Usage: python packaging/make_icons.py [OUT_DIR]
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,17 @@ PNG_SIZES = (16, 24, 32, 48, 64, 128, 256, 512, 1024)
 ICO_SIZES = (16, 24, 32, 48, 64, 128, 256)
 # ICNS entry types that hold PNG data, with their pixel size (the @2x ones are Retina variants).
 ICNS_TYPES = (
-    (b"icp4", 16), (b"icp5", 32), (b"ic11", 32), (b"icp6", 64), (b"ic12", 64),
-    (b"ic07", 128), (b"ic08", 256), (b"ic13", 256), (b"ic09", 512), (b"ic14", 512), (b"ic10", 1024),
+    (b"icp4", 16),
+    (b"icp5", 32),
+    (b"ic11", 32),
+    (b"icp6", 64),
+    (b"ic12", 64),
+    (b"ic07", 128),
+    (b"ic08", 256),
+    (b"ic13", 256),
+    (b"ic09", 512),
+    (b"ic14", 512),
+    (b"ic10", 1024),
 )
 
 

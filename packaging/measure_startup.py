@@ -10,6 +10,7 @@ Python start-up, imports, Qt and the first paint's window mapping.
 (`-- CMD ...` times any other command instead, e.g. `-- .venv/bin/python -m quantdesk` for comparison.)
 Linux only; needs `apt-get install xvfb xdotool`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,12 @@ POLL_S = 0.02
 def start_xvfb() -> tuple[subprocess.Popen, str]:
     """A private X server on a display number it picks itself (-displayfd), so runs never collide."""
     read_fd, write_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1440x900x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1440x900x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(write_fd)
     with os.fdopen(read_fd) as r:
         number = r.readline().strip()
@@ -43,8 +48,12 @@ def start_xvfb() -> tuple[subprocess.Popen, str]:
 
 
 def window_visible(display: str) -> bool:
-    found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", P.APP_NAME],
-                           env={"DISPLAY": display, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    found = subprocess.run(
+        ["xdotool", "search", "--onlyvisible", "--name", P.APP_NAME],
+        env={"DISPLAY": display, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
     return found.returncode == 0 and found.stdout.strip() != ""
 
 
@@ -59,8 +68,10 @@ def time_one(cmd: list[str], display: str, home: Path, timeout: float) -> float:
                     return time.perf_counter() - t0
                 if app.poll() is not None:
                     log.seek(0)
-                    raise SystemExit(f"the app exited with {app.returncode} before showing a window:\n"
-                                     + log.read().decode(errors="replace")[-2000:])
+                    raise SystemExit(
+                        f"the app exited with {app.returncode} before showing a window:\n"
+                        + log.read().decode(errors="replace")[-2000:]
+                    )
                 if time.perf_counter() - t0 > timeout:
                     raise SystemExit(f"no visible '{P.APP_NAME}' window after {timeout:.0f} s")
                 time.sleep(POLL_S)
@@ -76,8 +87,8 @@ def time_one(cmd: list[str], display: str, home: Path, timeout: float) -> float:
 def main(argv: list[str]) -> int:
     extra: list[str] = []
     if "--" in argv:
-        extra = argv[argv.index("--") + 1:]
-        argv = argv[:argv.index("--")]
+        extra = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--exe", type=Path, default=P.DIST / P.BUNDLE_NAME / P.BUNDLE_NAME)
@@ -95,8 +106,10 @@ def main(argv: list[str]) -> int:
         xvfb.terminate()
         xvfb.wait()
     shown = ", ".join(f"{t:.2f}" for t in times)
-    print(f"start-up to a visible window: median {statistics.median(times):.2f} s "
-          f"(runs: {shown} s; first run has a fresh HOME) for {' '.join(cmd)}")
+    print(
+        f"start-up to a visible window: median {statistics.median(times):.2f} s "
+        f"(runs: {shown} s; first run has a fresh HOME) for {' '.join(cmd)}"
+    )
     return 0
 
 

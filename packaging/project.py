@@ -4,6 +4,7 @@ Kept in one place so the spec (which PyInstaller executes) and the post-build ch
 disagree about where the llama.cpp libraries, the starter model or the resources come from.
 Runs on the build machine only; nothing here is bundled.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,7 +35,7 @@ def project_version() -> str:
     except ModuleNotFoundError:  # 3.10: the [project] table's version line is enough
         m = re.search(r'(?m)^version\s*=\s*"([^"]+)"', text)
         if not m:
-            raise SystemExit("pyproject.toml has no version line")
+            raise SystemExit("pyproject.toml has no version line") from None
         return m.group(1)
     return tomllib.loads(text)["project"]["version"]
 
@@ -50,7 +51,7 @@ def pinned_version(package: str) -> str:
     for name, version in re.findall(r'"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^";\s]+)', text):
         if re.sub(r"[-_.]+", "-", name).lower() == wanted:
             return version
-    raise SystemExit(f"pyproject.toml does not pin {package} (expected \"{package}==<version>\")")
+    raise SystemExit(f'pyproject.toml does not pin {package} (expected "{package}==<version>")')
 
 
 def platform_tag() -> str:

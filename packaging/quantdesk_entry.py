@@ -3,6 +3,7 @@
 With no arguments it opens the window; `quantdesk selftest`, `quantdesk info FILE` etc. work
 from the bundle too (that is how the release smoke test checks a built bundle).
 """
+
 import multiprocessing
 import sys
 

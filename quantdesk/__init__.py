@@ -1,5 +1,7 @@
 """Quantdesk: run, quantize and measure local language models."""
-from importlib.metadata import PackageNotFoundError, version as _version
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("quantdesk")

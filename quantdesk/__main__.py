@@ -1,4 +1,5 @@
 """`python -m quantdesk` is the same as the `quantdesk` command."""
+
 import sys
 
 from quantdesk.cli import main

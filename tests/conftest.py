@@ -1,10 +1,13 @@
 """Shared fixtures: the real starter model, and a private data folder for every test."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+
+from tests.hubserver import fake_hub  # noqa: F401 (the local Hub fixture, for every test module)
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

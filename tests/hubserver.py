@@ -20,8 +20,10 @@ Faults make the bad days reproducible: `hub.fault(name, "stall", after=N, second
 sending after N bytes for S seconds, "drop" closes the connection after N bytes, "status"
 answers an HTTP error, "corrupt" flips one byte of what is served; each for `times` requests.
 """
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -31,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 LFS_SUFFIXES = (".gguf", ".safetensors", ".bin")
@@ -54,8 +56,8 @@ class FakeRepo:
     last_modified: str = "2026-01-15T10:00:00.000Z"
     pipeline_tag: str = "text-generation"
     card: dict[str, Any] = field(default_factory=dict)
-    gguf: Optional[dict[str, Any]] = None
-    safetensors: Optional[dict[str, Any]] = None
+    gguf: dict[str, Any] | None = None
+    safetensors: dict[str, Any] | None = None
     declared_sizes: dict[str, int] = field(default_factory=dict)  # lie about sizes (disk-space test)
     extra_siblings: list[str] = field(default_factory=list)  # names listed but not served (unsafe names)
 
@@ -72,19 +74,33 @@ class FakeRepo:
         if blobs:
             size = self.declared_sizes.get(name, len(data))
             if self.is_lfs(name):
-                d.update(size=size, blobId=git_blob_id(b"pointer " + name.encode()),
-                         lfs={"sha256": hashlib.sha256(data).hexdigest(), "size": size, "pointerSize": 134})
+                d.update(
+                    size=size,
+                    blobId=git_blob_id(b"pointer " + name.encode()),
+                    lfs={"sha256": hashlib.sha256(data).hexdigest(), "size": size, "pointerSize": 134},
+                )
             else:
                 d.update(size=size, blobId=git_blob_id(data))
         return d
 
-    def info(self, blobs: bool = False, expand: Optional[list[str]] = None) -> dict[str, Any]:
+    def info(self, blobs: bool = False, expand: list[str] | None = None) -> dict[str, Any]:
         author = self.repo_id.split("/")[0]
         full = {
-            "_id": self.sha[:24], "id": self.repo_id, "modelId": self.repo_id, "author": author, "sha": self.sha,
-            "lastModified": self.last_modified, "createdAt": "2025-06-01T00:00:00.000Z", "private": False,
-            "gated": self.gated or False, "disabled": False, "downloads": self.downloads, "likes": self.likes,
-            "tags": self.tags, "pipeline_tag": self.pipeline_tag, "library_name": "gguf" if self.gguf else "transformers",
+            "_id": self.sha[:24],
+            "id": self.repo_id,
+            "modelId": self.repo_id,
+            "author": author,
+            "sha": self.sha,
+            "lastModified": self.last_modified,
+            "createdAt": "2025-06-01T00:00:00.000Z",
+            "private": False,
+            "gated": self.gated or False,
+            "disabled": False,
+            "downloads": self.downloads,
+            "likes": self.likes,
+            "tags": self.tags,
+            "pipeline_tag": self.pipeline_tag,
+            "library_name": "gguf" if self.gguf else "transformers",
             "cardData": self.card,
             "siblings": [self.sibling(n, blobs) for n in list(self.files) + self.extra_siblings],
         }
@@ -137,10 +153,11 @@ class FakeHub:
         self.servers = [_QuietServer(("127.0.0.1", 0), Handler) for _ in range(2)]
         self.url = f"http://127.0.0.1:{self.servers[0].server_address[1]}"
         self.cdn_url = f"http://127.0.0.1:{self.servers[1].server_address[1]}"
-        self._threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-                         for s in self.servers]
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True) for s in self.servers
+        ]
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         for t in self._threads:
             t.start()
         return self
@@ -158,7 +175,7 @@ class FakeHub:
     def fault(self, filename: str, kind: str, **kw: Any) -> None:
         self.faults.setdefault(filename, []).append(Fault(kind, **kw))
 
-    def take_fault(self, filename: str) -> Optional[Fault]:
+    def take_fault(self, filename: str) -> Fault | None:
         with self._lock:
             for f in self.faults.get(filename, []):
                 if f.times > 0:
@@ -166,17 +183,20 @@ class FakeHub:
                     return f
         return None
 
-    def blob(self, sha256: str) -> Optional[tuple[str, bytes]]:
+    def blob(self, sha256: str) -> tuple[str, bytes] | None:
         for repo in self.repos.values():
             for name, data in repo.files.items():
                 if repo.is_lfs(name) and hashlib.sha256(data).hexdigest() == sha256:
                     return name, data
         return None
 
-    def ranges(self, filename_part: str) -> list[Optional[str]]:
+    def ranges(self, filename_part: str) -> list[str | None]:
         """The Range headers of the GETs that served a file's bytes (to see a resume happen)."""
-        return [r["range"] for r in self.requests
-                if r["method"] == "GET" and r["served"] and filename_part in r.get("file", "")]
+        return [
+            r["range"]
+            for r in self.requests
+            if r["method"] == "GET" and r["served"] and filename_part in r.get("file", "")
+        ]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -188,12 +208,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------
     def _log(self, **extra: Any) -> None:
-        self._entry = {"method": self.command, "path": self.path, "range": self.headers.get("Range"),
-                       "auth": self.headers.get("Authorization"), "served": False,
-                       "proxied": self.path.startswith("http://"), **extra}
+        self._entry = {
+            "method": self.command,
+            "path": self.path,
+            "range": self.headers.get("Range"),
+            "auth": self.headers.get("Authorization"),
+            "served": False,
+            "proxied": self.path.startswith("http://"),
+            **extra,
+        }
         self.server_hub.requests.append(self._entry)
 
-    def _send(self, status: int, body: bytes = b"", headers: Optional[dict[str, str]] = None) -> None:
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         hdrs = {"Content-Length": str(len(body))}
         hdrs.update(headers or {})
@@ -203,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and body:
             self.wfile.write(body)
 
-    def _json(self, obj: Any, status: int = 200, headers: Optional[dict[str, str]] = None) -> None:
+    def _json(self, obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})})
 
     def _error(self, status: int, code: str, message: str) -> None:
@@ -228,10 +254,18 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/api/whoami-v2":
                 self._log()
                 if self._authorized():
-                    return self._json({"type": "user", "name": "tester",
-                                       "auth": {"accessToken": {"displayName": "test", "role": "read"}}})
-                return self._json({"error": "Invalid credentials in Authorization header"}, 401,
-                                  {"X-Error-Message": "Invalid credentials in Authorization header"})
+                    return self._json(
+                        {
+                            "type": "user",
+                            "name": "tester",
+                            "auth": {"accessToken": {"displayName": "test", "role": "read"}},
+                        }
+                    )
+                return self._json(
+                    {"error": "Invalid credentials in Authorization header"},
+                    401,
+                    {"X-Error-Message": "Invalid credentials in Authorization header"},
+                )
             m = re.match(r"^/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?$", path)
             if m:
                 return self._model_info(m.group(1), m.group(2), query)
@@ -268,14 +302,18 @@ class _Handler(BaseHTTPRequestHandler):
                 lo, hi = (n, hi) if k == "min" else (lo, n)
             repos = [r for r in repos if lo <= ((r.gguf or r.safetensors or {}).get("total") or 0) <= hi]
         sort = (q.get("sort") or [""])[0]
-        key = {"downloads": lambda r: r.downloads, "likes": lambda r: r.likes,
-               "lastModified": lambda r: r.last_modified, "trendingScore": lambda r: r.likes + r.downloads}.get(sort)
+        key = {
+            "downloads": lambda r: r.downloads,
+            "likes": lambda r: r.likes,
+            "lastModified": lambda r: r.last_modified,
+            "trendingScore": lambda r: r.likes + r.downloads,
+        }.get(sort)
         if key:
             repos.sort(key=key, reverse=True)
         limit = int((q.get("limit") or [str(hub.page_size)])[0])
         size = min(limit, hub.page_size)
         cursor = int((q.get("cursor") or ["0"])[0])
-        page = repos[cursor:cursor + size]
+        page = repos[cursor : cursor + size]
         headers = {}
         if cursor + size < len(repos):
             nq = {k: v for k, v in q.items() if k != "cursor"}
@@ -284,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         expand = q.get("expand")
         self._json([r.info(expand=expand) for r in page], headers=headers)
 
-    def _model_info(self, repo_id: str, revision: Optional[str], q: dict[str, list[str]]) -> None:
+    def _model_info(self, repo_id: str, revision: str | None, q: dict[str, list[str]]) -> None:
         hub = self.server_hub
         self._log()
         fault = hub.take_fault("api:" + repo_id)
@@ -314,8 +352,17 @@ class _Handler(BaseHTTPRequestHandler):
         common = {"X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes"}
         if repo.is_lfs(filename):
             sha = hashlib.sha256(data).hexdigest()
-            return self._send(302, b"", {**common, "Location": f"{hub.cdn_url}/cdn/{sha}", "ETag": f'"{git_blob_id(data)}"',
-                                         "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
+            return self._send(
+                302,
+                b"",
+                {
+                    **common,
+                    "Location": f"{hub.cdn_url}/cdn/{sha}",
+                    "ETag": f'"{git_blob_id(data)}"',
+                    "X-Linked-Etag": f'"{sha}"',
+                    "X-Linked-Size": str(len(data)),
+                },
+            )
         self._serve(filename, data, {**common, "ETag": f'"{git_blob_id(data)}"'})
 
     def _cdn(self, sha256: str) -> None:
@@ -361,18 +408,22 @@ class _Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + fault.seconds
         while time.monotonic() < deadline and not hub.stopping.is_set():
             time.sleep(0.02)
-        try:
+        with contextlib.suppress(OSError):
             self.wfile.write(body[cut:])
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------------------------------------
 # Real small files to serve
 
 
-def tiny_gguf(path: Path, name: str = "Tiny", file_type: int = 15, n_embd: int = 64, n_layers: int = 2,
-              extra_kv: Optional[dict[str, Any]] = None) -> bytes:
+def tiny_gguf(
+    path: Path,
+    name: str = "Tiny",
+    file_type: int = 15,
+    n_embd: int = 64,
+    n_layers: int = 2,
+    extra_kv: dict[str, Any] | None = None,
+) -> bytes:
     """A small but valid llama-architecture GGUF (F32 tensors), labelled with `file_type`."""
     import gguf
     import numpy as np
@@ -404,14 +455,29 @@ def tiny_checkpoint() -> dict[str, bytes]:
     import numpy as np
     from safetensors.numpy import save
 
-    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
-              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-              "intermediate_size": 128, "vocab_size": 256, "max_position_embeddings": 2048}
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 128,
+        "vocab_size": 256,
+        "max_position_embeddings": 2048,
+    }
     rng = np.random.default_rng(7)
-    weights = save({"model.embed_tokens.weight": rng.standard_normal((256, 64), dtype=np.float32),
-                    "model.layers.0.self_attn.q_proj.weight": rng.standard_normal((64, 64), dtype=np.float32)})
-    return {"config.json": json.dumps(config).encode(), "model.safetensors": weights,
-            "tokenizer.json": b'{"version": "1.0", "model": {"type": "BPE"}}'}
+    weights = save(
+        {
+            "model.embed_tokens.weight": rng.standard_normal((256, 64), dtype=np.float32),
+            "model.layers.0.self_attn.q_proj.weight": rng.standard_normal((64, 64), dtype=np.float32),
+        }
+    )
+    return {
+        "config.json": json.dumps(config).encode(),
+        "model.safetensors": weights,
+        "tokenizer.json": b'{"version": "1.0", "model": {"type": "BPE"}}',
+    }
 
 
 def standard_hub(tmp: Path) -> FakeHub:
@@ -424,33 +490,62 @@ def standard_hub(tmp: Path) -> FakeHub:
     f16a = tiny_gguf(tmp / "f16a.gguf", "Tiny F16 part 1", 1, n_embd=64, extra_kv={"split.count": 2})
     f16b = tiny_gguf(tmp / "f16b.gguf", "Tiny F16 part 2", 1, n_embd=64, extra_kv={"split.count": 2})
     readme = b"---\nlicense: apache-2.0\n---\n# Tiny GGUF\n\nA **tiny** model for tests.\n"
-    hub.add(FakeRepo(
-        "acme/Tiny-GGUF",
-        {"README.md": readme, "Tiny-Q4_K_M.gguf": q4, "Tiny-Q8_0.gguf": q8,
-         "F16/Tiny-F16-00001-of-00002.gguf": f16a, "F16/Tiny-F16-00002-of-00002.gguf": f16b},
-        tags=["gguf", "llama", "text-generation", "license:apache-2.0"], downloads=5000, likes=40,
-        card={"license": "apache-2.0", "base_model": "acme/Tiny"},
-        gguf={"total": 60_000, "architecture": "llama", "context_length": 2048},
-    ))
-    hub.add(FakeRepo(
-        "acme/Tiny", {"README.md": b"# Tiny\n\nThe checkpoint.\n", **tiny_checkpoint()},
-        tags=["safetensors", "llama", "text-generation", "license:mit"], downloads=900, likes=75,
-        last_modified="2026-03-01T00:00:00.000Z", card={"license": "mit"},
-        safetensors={"parameters": {"F32": 20480}, "total": 20480},
-    ))
-    hub.add(FakeRepo(
-        "bigco/Locked-GGUF", {"README.md": b"# Locked\n", "Locked-Q4_K_M.gguf": q4},
-        gated="manual", tags=["gguf", "llama", "license:other"], downloads=100, likes=3,
-        gguf={"total": 60_000, "architecture": "llama", "context_length": 2048},
-    ))
+    hub.add(
+        FakeRepo(
+            "acme/Tiny-GGUF",
+            {
+                "README.md": readme,
+                "Tiny-Q4_K_M.gguf": q4,
+                "Tiny-Q8_0.gguf": q8,
+                "F16/Tiny-F16-00001-of-00002.gguf": f16a,
+                "F16/Tiny-F16-00002-of-00002.gguf": f16b,
+            },
+            tags=["gguf", "llama", "text-generation", "license:apache-2.0"],
+            downloads=5000,
+            likes=40,
+            card={"license": "apache-2.0", "base_model": "acme/Tiny"},
+            gguf={"total": 60_000, "architecture": "llama", "context_length": 2048},
+        )
+    )
+    hub.add(
+        FakeRepo(
+            "acme/Tiny",
+            {"README.md": b"# Tiny\n\nThe checkpoint.\n", **tiny_checkpoint()},
+            tags=["safetensors", "llama", "text-generation", "license:mit"],
+            downloads=900,
+            likes=75,
+            last_modified="2026-03-01T00:00:00.000Z",
+            card={"license": "mit"},
+            safetensors={"parameters": {"F32": 20480}, "total": 20480},
+        )
+    )
+    hub.add(
+        FakeRepo(
+            "bigco/Locked-GGUF",
+            {"README.md": b"# Locked\n", "Locked-Q4_K_M.gguf": q4},
+            gated="manual",
+            tags=["gguf", "llama", "license:other"],
+            downloads=100,
+            likes=3,
+            gguf={"total": 60_000, "architecture": "llama", "context_length": 2048},
+        )
+    )
     for i in range(5):
-        hub.add(FakeRepo(f"someone/Other-{i}-GGUF", {"README.md": b"# other\n"}, tags=["gguf", "qwen2"],
-                         downloads=10 + i, likes=i, gguf={"total": (i + 1) * 10**9}))
+        hub.add(
+            FakeRepo(
+                f"someone/Other-{i}-GGUF",
+                {"README.md": b"# other\n"},
+                tags=["gguf", "qwen2"],
+                downloads=10 + i,
+                likes=i,
+                gguf={"total": (i + 1) * 10**9},
+            )
+        )
     return hub
 
 
 # --------------------------------------------------------------------------------------------
-# The fixture (import it into a test module: `from tests.hubserver import fake_hub`)
+# The fixture (tests/conftest.py makes it available to every test module)
 
 import pytest  # noqa: E402
 

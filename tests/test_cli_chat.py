@@ -1,4 +1,5 @@
 """`quantdesk chat`: the reply alone on stdout, statistics on stderr, one-line errors."""
+
 from __future__ import annotations
 
 import os
@@ -11,16 +12,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def quantdesk(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
     # UTF-8 both ways: a reply may hold any character, and Windows would use cp1252 for the pipe
-    return subprocess.run([sys.executable, "-m", "quantdesk", *args], cwd=ROOT, capture_output=True, encoding="utf-8",
-                          input=stdin, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"})
+    return subprocess.run(
+        [sys.executable, "-m", "quantdesk", *args],
+        cwd=ROOT,
+        capture_output=True,
+        encoding="utf-8",
+        input=stdin,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONIOENCODING": "utf-8"},
+    )
 
 
 def test_prompt_prints_the_greedy_reply_alone(starter_model):
     from quantdesk.core.chat import ChatEngine, ChatSettings
 
-    r = quantdesk("chat", str(starter_model), "--prompt", "What is 2+2?", "--temp", "0", "--seed", "1",
-                  "--max-tokens", "12", "--threads", "1", "--ctx", "512")
+    r = quantdesk(
+        "chat",
+        str(starter_model),
+        "--prompt",
+        "What is 2+2?",
+        "--temp",
+        "0",
+        "--seed",
+        "1",
+        "--max-tokens",
+        "12",
+        "--threads",
+        "1",
+        "--ctx",
+        "512",
+    )
     assert r.returncode == 0, r.stderr
     engine = ChatEngine()
     settings = ChatSettings(temperature=0.0, seed=1, max_tokens=12, threads=1, context_length=512)

@@ -1,4 +1,5 @@
 """`quantdesk info`: facts about a good file; one line and exit 2 for anything broken."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def quantdesk(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "quantdesk", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "quantdesk", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_info_on_the_starter_model(starter_model):
@@ -47,8 +54,9 @@ def _broken_files(tmp_path: Path, starter_model: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("case", ["truncated.gguf", "header-only.gguf", "wrong-magic.gguf", "empty.gguf", "folder",
-                                  "missing"])
+@pytest.mark.parametrize(
+    "case", ["truncated.gguf", "header-only.gguf", "wrong-magic.gguf", "empty.gguf", "folder", "missing"]
+)
 def test_info_on_broken_files_is_one_line(tmp_path, starter_model, case, capsys):
     from quantdesk.cli import main
 
@@ -68,8 +76,10 @@ def test_metadata_values_of_the_wrong_type_read_as_unknown(tmp_path, capsys):
 
     from quantdesk.cli import main
 
-    for name, add in (("str", lambda w: w.add_string("llama.context_length", "lots")),
-                      ("array", lambda w: w.add_array("llama.context_length", [1, 2]))):
+    for name, add in (
+        ("str", lambda w: w.add_string("llama.context_length", "lots")),
+        ("array", lambda w: w.add_array("llama.context_length", [1, 2])),
+    ):
         path = tmp_path / f"{name}.gguf"
         w = gguf.GGUFWriter(str(path), arch="llama")
         add(w)
@@ -109,8 +119,13 @@ def test_escape_sequences_in_metadata_are_shown_escaped(tmp_path, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pipe whose reader has gone")
 def test_a_closed_pipe_is_not_a_traceback(starter_model):
     """`quantdesk info FILE | head -1`: the reader leaves early; was a BrokenPipeError traceback."""
-    p = subprocess.Popen([sys.executable, "-m", "quantdesk", "info", str(starter_model)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p = subprocess.Popen(
+        [sys.executable, "-m", "quantdesk", "info", str(starter_model)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.stdout is not None and p.stderr is not None
     p.stdout.close()  # before the program writes a line
     err = p.stderr.read().decode()

@@ -1,4 +1,5 @@
 """`quantdesk models`: the Library on the terminal; one line and exit 2 when it cannot be read."""
+
 from __future__ import annotations
 
 from pathlib import Path

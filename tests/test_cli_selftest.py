@@ -1,4 +1,5 @@
 """`quantdesk selftest` passes on a working install."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_selftest_passes():
-    r = subprocess.run([sys.executable, "-m", "quantdesk", "selftest"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"})
+    r = subprocess.run(
+        [sys.executable, "-m", "quantdesk", "selftest"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "selftest passed" in r.stderr
     assert "FAIL" not in r.stdout

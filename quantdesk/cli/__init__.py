@@ -3,12 +3,13 @@
 With no arguments it opens the window. Each subcommand lives in its own module in this
 package and registers itself through `add_parser(subparsers)`; COMMANDS lists them.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from quantdesk import __version__
 from quantdesk.cli import chat, convert, hub, info, lab, models, quantize, selftest
@@ -41,7 +42,7 @@ def _tolerant_output() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tolerant_output()
     if not argv:

@@ -5,15 +5,23 @@ use it: `quantdesk chat model.gguf --prompt "Summarise: ..." > summary.txt`. Wit
 is an interactive session: type a message, Enter sends; Ctrl+C stops a reply, Ctrl+D (or /exit)
 quits, /reset starts over. MODEL may be `starter` for the built-in model.
 """
+
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Optional
 
-from quantdesk.core.chat import ChatEngine, ChatError, ChatSettings, ReplyStats, ReplyStream, default_settings, read_facts
+from quantdesk.core.chat import (
+    ChatEngine,
+    ChatError,
+    ChatSettings,
+    ReplyStats,
+    ReplyStream,
+    default_settings,
+    read_facts,
+)
 from quantdesk.core.gguf_file import GGUFError
 from quantdesk.core.jobs import CancelToken
 
@@ -47,25 +55,34 @@ def resolve_model(name: str) -> Path:
 
 def settings_from(args: argparse.Namespace, base: ChatSettings) -> ChatSettings:
     overrides = {
-        "system_prompt": args.system, "temperature": args.temp, "seed": args.seed, "max_tokens": args.max_tokens,
-        "context_length": args.ctx, "gpu_layers": args.gpu_layers, "threads": args.threads,
+        "system_prompt": args.system,
+        "temperature": args.temp,
+        "seed": args.seed,
+        "max_tokens": args.max_tokens,
+        "context_length": args.ctx,
+        "gpu_layers": args.gpu_layers,
+        "threads": args.threads,
     }
     return ChatSettings.from_dict({k: v for k, v in overrides.items() if v is not None}, base)
 
 
 def format_stats(stats: ReplyStats) -> str:
-    return (f"{stats.tokens} tokens · {stats.tokens_per_second:.1f} tok/s · "
-            f"{stats.time_to_first_token_s:.2f} s to first token")
+    return (
+        f"{stats.tokens} tokens · {stats.tokens_per_second:.1f} tok/s · "
+        f"{stats.time_to_first_token_s:.2f} s to first token"
+    )
 
 
-def _reply(engine: ChatEngine, history: list[dict[str, str]], settings: ChatSettings) -> tuple[str, Optional[ReplyStats], str]:
+def _reply(
+    engine: ChatEngine, history: list[dict[str, str]], settings: ChatSettings
+) -> tuple[str, ReplyStats | None, str]:
     """Stream one reply to stdout; Ctrl+C stops it (within a token) instead of killing the program."""
     cancel = CancelToken()
     stream = ReplyStream()
     printed = [0]
 
     def echo(text: str, _tokens: int) -> None:
-        sys.stdout.write(text[printed[0]:])
+        sys.stdout.write(text[printed[0] :])
         sys.stdout.flush()
         printed[0] = len(text)
 
@@ -109,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _interactive(engine: ChatEngine, settings: ChatSettings, path: Path) -> int:
     eof = "Ctrl+Z then Enter" if sys.platform == "win32" else "Ctrl+D"  # end of input on that console
-    print(f"Chatting with {path.stem}. Enter sends; Ctrl+C stops a reply; /reset starts over; {eof} or /exit quits.",
-          file=sys.stderr)
+    print(
+        f"Chatting with {path.stem}. Enter sends; Ctrl+C stops a reply; /reset starts over; {eof} or /exit quits.",
+        file=sys.stderr,
+    )
     history: list[dict[str, str]] = []
     while True:
         try:

@@ -1,4 +1,5 @@
 """`quantdesk convert CHECKPOINT_DIR OUT.gguf [--outtype f16]`: a Hugging Face checkpoint to GGUF."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", help="checkpoint folder")
     p.add_argument("output", help="output .gguf (must not exist unless --overwrite)")
-    p.add_argument("--outtype", default="f16", metavar="TYPE",
-                   help="f16 (default), bf16, f32, or a quantization level such as Q4_K_M or Q8_0")
+    p.add_argument(
+        "--outtype",
+        default="f16",
+        metavar="TYPE",
+        help="f16 (default), bf16, f32, or a quantization level such as Q4_K_M or Q8_0",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.set_defaults(func=run)
 
@@ -39,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     except Cancelled:
         print("quantdesk: cancelled; nothing was written", file=sys.stderr)
         return 130
-    print(f"{result.output}: {result.architecture}, {result.outtype}, {result.n_tensors} tensors, "
-          f"{human_bytes(result.output_bytes)}")
+    print(
+        f"{result.output}: {result.architecture}, {result.outtype}, {result.n_tensors} tensors, "
+        f"{human_bytes(result.output_bytes)}"
+    )
     return 0

@@ -3,6 +3,7 @@
 The same core functions as the Discover page (quantdesk.core.hub, quantdesk.core.downloads); heavy imports
 happen inside the commands so `quantdesk info` stays quick.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("download", help="download model files from the Hub (resumable, verified)")
     p.add_argument("repo", help="author/name")
-    p.add_argument("--include", nargs="+", metavar="PATTERN", default=None,
-                   help="file name patterns, e.g. '*Q4_K_M*'; default: the recommended quant level")
+    p.add_argument(
+        "--include",
+        nargs="+",
+        metavar="PATTERN",
+        default=None,
+        help="file name patterns, e.g. '*Q4_K_M*'; default: the recommended quant level",
+    )
     p.add_argument("--dest", type=Path, default=None, help="folder to put the files in (default: the models folder)")
     p.set_defaults(func=run_download)
 
@@ -46,8 +52,9 @@ def run_search(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise _user_error(ValueError("--limit must be at least 1"))
-    q = hub.SearchQuery(text=args.query, gguf=args.gguf, safetensors=args.safetensors, sort=args.sort,
-                        page_size=args.limit)
+    q = hub.SearchQuery(
+        text=args.query, gguf=args.gguf, safetensors=args.safetensors, sort=args.sort, page_size=args.limit
+    )
     try:
         page = hub.search(q)
     except hub.HubError as e:
@@ -63,8 +70,10 @@ def run_search(args: argparse.Namespace) -> int:
     for r in page.results:
         updated = r.last_modified.strftime("%Y-%m-%d") if r.last_modified else ""
         gated = "  (gated)" if r.gated else ""
-        print(f"{r.repo_id:{width}}  {r.downloads:>9,}  {r.likes:>6,}  {updated:10}  "
-              f"{hub.params_text(r.parameters):>6}  {r.license}{gated}")
+        print(
+            f"{r.repo_id:{width}}  {r.downloads:>9,}  {r.likes:>6,}  {updated:10}  "
+            f"{hub.params_text(r.parameters):>6}  {r.license}{gated}"
+        )
     return 0
 
 
@@ -81,18 +90,37 @@ def run_files(args: argparse.Namespace) -> int:
 
     assessed = hub.assess(view.groups, view.shape, context, vram_free_bytes=llama_backend().vram_free_bytes)
     if args.json:
-        print(json.dumps({
-            "repo": view.details.repo_id, "revision": view.details.sha, "context": context,
-            "shape_source": view.shape.source,
-            "groups": [{"label": a.group.label, "kind": a.group.kind, "size": a.group.size,
-                        "files": a.group.paths, "complete": a.group.complete, "fit": a.fit.verdict,
-                        "need_bytes": a.fit.need_bytes, "recommended": a.recommended} for a in assessed],
-            "other_files": [f.path for f in view.other_files],
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "repo": view.details.repo_id,
+                    "revision": view.details.sha,
+                    "context": context,
+                    "shape_source": view.shape.source,
+                    "groups": [
+                        {
+                            "label": a.group.label,
+                            "kind": a.group.kind,
+                            "size": a.group.size,
+                            "files": a.group.paths,
+                            "complete": a.group.complete,
+                            "fit": a.fit.verdict,
+                            "need_bytes": a.fit.need_bytes,
+                            "recommended": a.recommended,
+                        }
+                        for a in assessed
+                    ],
+                    "other_files": [f.path for f in view.other_files],
+                },
+                indent=2,
+            )
+        )
         return 0
     d = view.details
-    print(f"{d.repo_id}  ·  {d.license or 'no licence given'}"
-          + (f"  ·  gated ({d.gated}): accept its terms on {hub.web_url(d.repo_id)} and add a token" if d.gated else ""))
+    print(
+        f"{d.repo_id}  ·  {d.license or 'no licence given'}"
+        + (f"  ·  gated ({d.gated}): accept its terms on {hub.web_url(d.repo_id)} and add a token" if d.gated else "")
+    )
     how = "from config.json" if view.shape.source == "config.json" else "estimated"
     print(f"Memory for {context:,} tokens of context (KV cache {how}):")
     if not assessed:
@@ -102,13 +130,17 @@ def run_files(args: argparse.Namespace) -> int:
         star = "★" if a.recommended else " "
         parts = f" ({a.group.shards} parts)" if a.group.shards > 1 else ""
         missing = "  INCOMPLETE: parts missing" if not a.group.complete else ""
-        print(f" {star} {a.group.label:{width}}  {human_bytes(a.group.size):>9}  {a.fit.verdict:10} "
-              f"needs {human_bytes(a.fit.need_bytes)}{parts}{missing}")
+        print(
+            f" {star} {a.group.label:{width}}  {human_bytes(a.group.size):>9}  {a.fit.verdict:10} "
+            f"needs {human_bytes(a.fit.need_bytes)}{parts}{missing}"
+        )
     if any(a.recommended for a in assessed):
         print("★ recommended for this machine")
     if view.other_files:
-        print(f"Other files: {', '.join(f.path for f in view.other_files[:12])}"
-              + (" …" if len(view.other_files) > 12 else ""))
+        print(
+            f"Other files: {', '.join(f.path for f in view.other_files[:12])}"
+            + (" …" if len(view.other_files) > 12 else "")
+        )
     return 0
 
 
@@ -122,8 +154,16 @@ def run_download(args: argparse.Namespace) -> int:
     except (hub.HubError, downloads.DownloadError) as e:
         raise _user_error(e) from None
     # An earlier, interrupted download of the same thing continues from the same commit.
-    earlier = next((p for p in downloads.pending() if p.repo_id == spec.repo_id and p.dest == spec.dest
-                    and sorted(f.path for f in p.files) == sorted(f.path for f in spec.files)), None)
+    earlier = next(
+        (
+            p
+            for p in downloads.pending()
+            if p.repo_id == spec.repo_id
+            and p.dest == spec.dest
+            and sorted(f.path for f in p.files) == sorted(f.path for f in spec.files)
+        ),
+        None,
+    )
     if earlier is not None:
         spec = earlier
         print(f"Resuming {spec.title}: {downloads.describe(spec)}", file=sys.stderr)

@@ -1,4 +1,5 @@
 """`quantdesk info FILE.gguf`: what a model file is, or one line saying what is wrong with it."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`quantdesk lab MODEL.gguf --levels Q8_0,Q4_K_M`: what each level costs, measured on this machine."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,12 +22,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "The run is saved and shown in the app's Lab.",
     )
     p.add_argument("source", nargs="?", help="the model to start from: a .gguf, ideally F16 or BF16")
-    p.add_argument("--levels", default=",".join(evaluate.DEFAULT_LEVELS),
-                   help="comma-separated levels (default: %(default)s)")
-    p.add_argument("--tokens", type=int, default=evaluate.DEFAULT_TOKENS,
-                   help="evaluation tokens, in whole chunks of --context (default: %(default)s)")
-    p.add_argument("--context", type=int, default=evaluate.DEFAULT_CONTEXT,
-                   help="chunk length; the second half of each chunk is scored (default: %(default)s)")
+    p.add_argument(
+        "--levels", default=",".join(evaluate.DEFAULT_LEVELS), help="comma-separated levels (default: %(default)s)"
+    )
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=evaluate.DEFAULT_TOKENS,
+        help="evaluation tokens, in whole chunks of --context (default: %(default)s)",
+    )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=evaluate.DEFAULT_CONTEXT,
+        help="chunk length; the second half of each chunk is scored (default: %(default)s)",
+    )
     p.add_argument("--threads", type=int, default=None, help="threads (default: llama.cpp's choice)")
     p.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to a GPU while measuring")
     p.add_argument("--imatrix", metavar="FILE", help="importance matrix used to quantize the levels")
@@ -80,14 +90,18 @@ def run(args: argparse.Namespace) -> int:
 def print_table(result: evaluate.LadderResult) -> None:
     print(f"{result.model}: {result.tokens_scored} tokens scored in {result.chunks} chunks of {result.context}")
     source = result.levels[0]
-    print(f"{'LEVEL':16}  {'SIZE':>9}  {'BPW':>6}  {'PPL':>8}  {'PPL+%':>7}  {'KL':>7}  {'KL p99':>7}  "
-          f"{'TOP-1':>6}  {'READ t/s':>8}  {'GEN t/s':>7}  QUALITY")
+    print(
+        f"{'LEVEL':16}  {'SIZE':>9}  {'BPW':>6}  {'PPL':>8}  {'PPL+%':>7}  {'KL':>7}  {'KL p99':>7}  "
+        f"{'TOP-1':>6}  {'READ t/s':>8}  {'GEN t/s':>7}  QUALITY"
+    )
     for r in result.levels:
         name = f"{r.level} (source)" if r.is_source else r.level
         delta = 100 * (r.perplexity / source.perplexity - 1) if source.perplexity else 0.0
-        print(f"{name:16}  {human_bytes(r.file_bytes):>9}  {r.bits_per_weight:6.2f}  {r.perplexity:8.3f}  "
-              f"{delta:+6.1f}%  {r.kl_mean:7.4f}  {r.kl_p99:7.4f}  {100 * r.top1_agreement:5.1f}%  "
-              f"{r.prompt_tps:8.1f}  {r.generate_tps:7.1f}  {evaluate.quality_words(r)}")
+        print(
+            f"{name:16}  {human_bytes(r.file_bytes):>9}  {r.bits_per_weight:6.2f}  {r.perplexity:8.3f}  "
+            f"{delta:+6.1f}%  {r.kl_mean:7.4f}  {r.kl_p99:7.4f}  {100 * r.top1_agreement:5.1f}%  "
+            f"{r.prompt_tps:8.1f}  {r.generate_tps:7.1f}  {evaluate.quality_words(r)}"
+        )
 
 
 def _list(as_json: bool) -> int:

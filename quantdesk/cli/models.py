@@ -1,4 +1,5 @@
 """`quantdesk models`: the models on this disk, as the Library page lists them."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         entries = library.list_models()
     except OSError as e:  # the data folder cannot be made: read-only, or a file of that name
-        raise UserError(f"cannot use the data folder {e.filename or ''} ({e.strerror or e}); "
-                        "set QUANTDESK_HOME to a folder you can write") from None
+        raise UserError(
+            f"cannot use the data folder {e.filename or ''} ({e.strerror or e}); "
+            "set QUANTDESK_HOME to a folder you can write"
+        ) from None
     if args.json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
         return 0

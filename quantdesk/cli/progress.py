@@ -1,4 +1,5 @@
 """Running a job on a terminal: a one-line progress bar on stderr, Ctrl+C cancels cleanly."""
+
 from __future__ import annotations
 
 import shutil

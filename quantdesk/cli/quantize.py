@@ -1,4 +1,5 @@
 """`quantdesk quantize IN.gguf OUT.gguf --type Q4_K_M`: the same bytes llama-quantize writes, faster."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,16 +20,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", help="input .gguf (F32, F16 or BF16 weights)")
     p.add_argument("output", help="output .gguf (must not exist unless --overwrite)")
-    p.add_argument("--type", "-t", dest="level", required=True, metavar="LEVEL",
-                   help="level: " + ", ".join(FILE_TYPES))
+    p.add_argument("--type", "-t", dest="level", required=True, metavar="LEVEL", help="level: " + ", ".join(FILE_TYPES))
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     p.add_argument("--imatrix", metavar="FILE", help="importance matrix (.imatrix.gguf or legacy .dat)")
-    p.add_argument("--allow-requantize", action="store_true",
-                   help="accept an already quantized source (dequantized first; loses quality)")
+    p.add_argument(
+        "--allow-requantize",
+        action="store_true",
+        help="accept an already quantized source (dequantized first; loses quality)",
+    )
     p.add_argument("--output-tensor-type", metavar="T", help="type for output.weight (e.g. q8_0)")
     p.add_argument("--token-embedding-type", metavar="T", help="type for token_embd.weight")
-    p.add_argument("--tensor-type", action="append", default=[], metavar="REGEX=T",
-                   help="type for tensors whose name matches REGEX; repeatable, first match wins")
+    p.add_argument(
+        "--tensor-type",
+        action="append",
+        default=[],
+        metavar="REGEX=T",
+        help="type for tensors whose name matches REGEX; repeatable, first match wins",
+    )
     p.add_argument("--pure", action="store_true", help="no mixes: every quantized tensor gets the level's type")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.set_defaults(func=run)

@@ -1,11 +1,12 @@
 """`quantdesk selftest`: is every part of this install working? Exit 0, or say what is missing."""
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +37,7 @@ def _check_window() -> str:
     app = make_application([])
     window = MainWindow()
     pages = window.page_count()
-    window.page("lab").chart  # the Lab's chart library (pyqtgraph), which loads only when needed
+    _ = window.page("lab").chart  # the Lab's chart library (pyqtgraph), which loads only when needed
     window.close()
     del app
     return f"main window built offscreen with {pages} pages, the Lab's chart included"

@@ -13,15 +13,17 @@ users get with the same settings — a test checks it token for token.
 Stop is not an error: a stopped reply keeps what was generated and says `finish_reason ==
 "stopped"`. Generation checks for Stop between tokens, so it ends within one token.
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import psutil
 
@@ -62,7 +64,7 @@ class ChatSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Optional[dict[str, Any]], base: Optional["ChatSettings"] = None) -> "ChatSettings":
+    def from_dict(cls, data: dict[str, Any] | None, base: ChatSettings | None = None) -> ChatSettings:
         """Known keys of `data` over `base` (or the defaults); unknown or mistyped keys are ignored."""
         result = replace(base) if base is not None else cls()
         for f in fields(cls):
@@ -194,7 +196,7 @@ class MemoryEstimate:
     overhead_bytes: int
     available_bytes: int  # free RAM
     gpu_bytes: int = 0  # weights + KV cache of the offloaded layers
-    vram_free_bytes: Optional[int] = None  # None: no GPU offload in this llama.cpp build
+    vram_free_bytes: int | None = None  # None: no GPU offload in this llama.cpp build
 
     @property
     def total_bytes(self) -> int:
@@ -216,8 +218,9 @@ class MemoryEstimate:
         return "won't fit"
 
 
-def estimate_memory(facts: ModelFacts, settings: ChatSettings, available_bytes: Optional[int] = None,
-                    vram_free_bytes: Optional[int] = None) -> MemoryEstimate:
+def estimate_memory(
+    facts: ModelFacts, settings: ChatSettings, available_bytes: int | None = None, vram_free_bytes: int | None = None
+) -> MemoryEstimate:
     """Weights (the file, memory-mapped) + KV cache for the context and cache type + work buffers,
     split between VRAM (the layers the GPU-layers setting offloads) and RAM (the rest)."""
     per_elem = _KV_BYTES_PER_ELEMENT.get(settings.kv_cache_type, 2.0)
@@ -239,7 +242,7 @@ def estimate_memory(facts: ModelFacts, settings: ChatSettings, available_bytes: 
     return MemoryEstimate(facts.size_bytes, kv, overhead, available_bytes, gpu, vram_free_bytes)
 
 
-def gpu_layers_that_fit(facts: ModelFacts, settings: ChatSettings, vram_free_bytes: Optional[int]) -> int:
+def gpu_layers_that_fit(facts: ModelFacts, settings: ChatSettings, vram_free_bytes: int | None) -> int:
     """What "auto" GPU layers means: as many repeating layers as fit in 90% of free VRAM.
 
     Each layer costs its share of the weights plus its slice of the KV cache; a fixed reserve
@@ -324,8 +327,8 @@ class ChatEngine:
 
     def __init__(self) -> None:
         self._llm = None
-        self.model_path: Optional[Path] = None
-        self.loaded_key: Optional[tuple] = None
+        self.model_path: Path | None = None
+        self.loaded_key: tuple | None = None
         self.template_override = ""
 
     @property
@@ -347,8 +350,13 @@ class ChatEngine:
 
         return gpu_layers_that_fit(facts, settings, llama_backend().vram_free_bytes)
 
-    def load(self, path: str | Path, settings: ChatSettings, report: Optional[ProgressCallback] = None,
-             cancel: Optional[CancelToken] = None) -> ModelFacts:
+    def load(
+        self,
+        path: str | Path,
+        settings: ChatSettings,
+        report: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ModelFacts:
         """Load `path` with `settings` (unloading any previous model). Raises ChatError."""
         report = report or (lambda p: None)
         cancel = cancel or CancelToken()
@@ -372,9 +380,14 @@ class ChatEngine:
         )
         if settings.kv_cache_type != "f16":
             if settings.kv_cache_type not in _KV_GGML_TYPE:
-                raise ChatError(f"unknown KV cache type {settings.kv_cache_type!r}; pick one of {', '.join(KV_CACHE_TYPES)}")
-            kwargs.update(type_k=_KV_GGML_TYPE[settings.kv_cache_type], type_v=_KV_GGML_TYPE[settings.kv_cache_type],
-                          flash_attn=True)  # llama.cpp needs flash attention for a quantized V cache
+                raise ChatError(
+                    f"unknown KV cache type {settings.kv_cache_type!r}; pick one of {', '.join(KV_CACHE_TYPES)}"
+                )
+            kwargs.update(
+                type_k=_KV_GGML_TYPE[settings.kv_cache_type],
+                type_v=_KV_GGML_TYPE[settings.kv_cache_type],
+                flash_attn=True,
+            )  # llama.cpp needs flash attention for a quantized V cache
         import jinja2
 
         try:
@@ -414,7 +427,7 @@ class ChatEngine:
         self.loaded_key = None
 
     def needs_reload(self, path: str | Path, settings: ChatSettings) -> bool:
-        return (not self.loaded or self.model_path != Path(path) or self.loaded_key != settings.load_key())
+        return not self.loaded or self.model_path != Path(path) or self.loaded_key != settings.load_key()
 
     def context_size(self) -> int:
         return self._llm.n_ctx() if self._llm is not None else 0
@@ -437,8 +450,14 @@ class ChatEngine:
             seed=settings.seed if settings.seed >= 0 else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF,
         )
 
-    def generate(self, messages: list[Message], settings: ChatSettings, stream: Optional[ReplyStream] = None,
-                 report: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> Reply:
+    def generate(
+        self,
+        messages: list[Message],
+        settings: ChatSettings,
+        stream: ReplyStream | None = None,
+        report: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Reply:
         """Stream a reply to `messages` into `stream`; returns it whole. Stop ends it within a token."""
         if self._llm is None:
             raise ChatError("no model is loaded")
@@ -456,8 +475,10 @@ class ChatEngine:
         try:  # the prompt is rendered here, by the model's own template: a file's template can fail
             chunks = self._llm.create_chat_completion(messages=msgs, stream=True, **self.completion_kwargs(settings))
         except (jinja2.TemplateError, ValueError, TypeError) as e:  # its raise_exception() raises ValueError
-            raise ChatError(f"the model's chat template failed on this conversation ({type(e).__name__}: {e}); "
-                            "choose a built-in template in the chat settings") from None
+            raise ChatError(
+                f"the model's chat template failed on this conversation ({type(e).__name__}: {e}); "
+                "choose a built-in template in the chat settings"
+            ) from None
         try:
             for chunk in chunks:
                 if cancel.cancelled:
@@ -476,8 +497,10 @@ class ChatEngine:
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
         except ValueError as e:  # llama-cpp-python says "Requested tokens ... exceed context window"
-            raise ChatError(f"the conversation no longer fits the model's context ({e}); start a new chat "
-                            "or raise the context length") from None
+            raise ChatError(
+                f"the conversation no longer fits the model's context ({e}); start a new chat "
+                "or raise the context length"
+            ) from None
         finally:
             with contextlib.suppress(Exception):
                 chunks.close()  # type: ignore[union-attr]
@@ -508,5 +531,6 @@ class ChatEngine:
         return msgs, dropped
 
     def generate_job(self, messages: list[Message], settings: ChatSettings, stream: ReplyStream) -> Job[Reply]:
-        return Job("Generating a reply",
-                   lambda report, cancel: self.generate(messages, settings, stream, report, cancel))
+        return Job(
+            "Generating a reply", lambda report, cancel: self.generate(messages, settings, stream, report, cancel)
+        )

@@ -18,8 +18,10 @@ How a download goes:
 Pending downloads are remembered in the data folder (`pending()`), so they can be resumed after
 a restart; pause keeps the partials, cancel deletes them.
 """
+
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -28,9 +30,10 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import httpx2
 from huggingface_hub import errors as hf_errors
@@ -140,28 +143,43 @@ class DownloadSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "repo_id": self.repo_id, "revision": self.revision, "dest": str(self.dest), "label": self.label,
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "dest": str(self.dest),
+            "label": self.label,
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256, "blob_id": f.blob_id} for f in self.files],
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DownloadSpec":
+    def from_dict(cls, d: dict[str, Any]) -> DownloadSpec:
         return cls(
-            repo_id=str(d["repo_id"]), revision=str(d["revision"]), dest=Path(d["dest"]), label=str(d.get("label", "")),
-            files=tuple(RemoteFile(str(f["path"]), int(f["size"]), f.get("sha256"), f.get("blob_id")) for f in d["files"]),
+            repo_id=str(d["repo_id"]),
+            revision=str(d["revision"]),
+            dest=Path(d["dest"]),
+            label=str(d.get("label", "")),
+            files=tuple(
+                RemoteFile(str(f["path"]), int(f["size"]), f.get("sha256"), f.get("blob_id")) for f in d["files"]
+            ),
         )
 
 
 def select_files(files: Iterable[RemoteFile], include: Iterable[str]) -> list[RemoteFile]:
     """Files whose path (or base name) matches any of the glob patterns."""
     patterns = list(include)
-    return [f for f in files
-            if any(fnmatch.fnmatchcase(f.path, p) or fnmatch.fnmatchcase(PurePosixPath(f.path).name, p)
-                   for p in patterns)]
+    return [
+        f
+        for f in files
+        if any(fnmatch.fnmatchcase(f.path, p) or fnmatch.fnmatchcase(PurePosixPath(f.path).name, p) for p in patterns)
+    ]
 
 
-def plan(repo_id: str, include: Optional[Iterable[str]] = None, dest: Optional[Path] = None,
-         group: Optional[hub.FileGroup] = None, details: Optional[hub.RepoDetails] = None) -> DownloadSpec:
+def plan(
+    repo_id: str,
+    include: Iterable[str] | None = None,
+    dest: Path | None = None,
+    group: hub.FileGroup | None = None,
+    details: hub.RepoDetails | None = None,
+) -> DownloadSpec:
     """Decide what to fetch. With neither `include` nor `group`: the recommended quant level of a
     GGUF repo for this machine, else the repo's checkpoint. Raises HubError / DownloadError."""
     details = details or hub.repo_details(repo_id)
@@ -172,8 +190,10 @@ def plan(repo_id: str, include: Optional[Iterable[str]] = None, dest: Optional[P
         patterns = list(include)
         chosen = select_files(details.files, patterns)
         if not chosen:
-            raise DownloadError(f"no file in {details.repo_id} matches {' '.join(patterns)}; "
-                                f"`quantdesk files {details.repo_id}` lists them")
+            raise DownloadError(
+                f"no file in {details.repo_id} matches {' '.join(patterns)}; "
+                f"`quantdesk files {details.repo_id}` lists them"
+            )
         label = " ".join(patterns)
     else:
         groups = hub.group_files(details.files)
@@ -183,11 +203,13 @@ def plan(repo_id: str, include: Optional[Iterable[str]] = None, dest: Optional[P
         if pick is None:
             pick = next((g for g in groups if g.kind == "checkpoint"), None)
         if pick is None:
-            raise DownloadError(f"{details.repo_id} has no GGUF file or safetensors checkpoint that fits; "
-                                "choose files with --include")
+            raise DownloadError(
+                f"{details.repo_id} has no GGUF file or safetensors checkpoint that fits; choose files with --include"
+            )
         chosen, label = list(pick.files), pick.label
-    spec = DownloadSpec(details.repo_id, details.sha, tuple(chosen), Path(dest) if dest else default_dest(details.repo_id),
-                        label)
+    spec = DownloadSpec(
+        details.repo_id, details.sha, tuple(chosen), Path(dest) if dest else default_dest(details.repo_id), label
+    )
     spec.targets()  # refuse unsafe names now, before anything is written
     return spec
 
@@ -263,8 +285,10 @@ def check_disk_space(dest: Path, need: int) -> None:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if need + DISK_MARGIN_BYTES > free:
-        raise DownloadError(f"not enough disk space in {dest}: the download needs {human_bytes(need)} more and "
-                            f"{human_bytes(free)} is free; free some space or choose another folder")
+        raise DownloadError(
+            f"not enough disk space in {dest}: the download needs {human_bytes(need)} more and "
+            f"{human_bytes(free)} is free; free some space or choose another folder"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,8 +309,15 @@ def _hasher(f: RemoteFile):
 class DownloadJob(Job[list[Path]]):
     """Download a DownloadSpec. `pause()` stops and keeps what was fetched; `cancel()` deletes it."""
 
-    def __init__(self, spec: DownloadSpec, *, token: Optional[str] = None, stall_timeout_s: float = STALL_TIMEOUT_S,
-                 max_retries: int = MAX_RETRIES, retry_wait_s: float = 1.0):
+    def __init__(
+        self,
+        spec: DownloadSpec,
+        *,
+        token: str | None = None,
+        stall_timeout_s: float = STALL_TIMEOUT_S,
+        max_retries: int = MAX_RETRIES,
+        retry_wait_s: float = 1.0,
+    ):
         super().__init__(f"Downloading {spec.title}", self._run)
         self.spec = spec
         self.token = token
@@ -306,18 +337,14 @@ class DownloadJob(Job[list[Path]]):
         super().cancel()
         sock = self._socket
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             if sys.platform == "win32":
                 # Winsock's shutdown does not wake a read blocked in another thread; closing the
                 # socket does (the read fails, the job sees the cancel). On Linux and macOS the
                 # shutdown is enough, and closing under a reader is what must not be done there.
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     # -- the whole job --------------------------------------------------------------------
     def _run(self, report: ProgressCallback, cancel: CancelToken) -> list[Path]:
@@ -327,7 +354,9 @@ class DownloadJob(Job[list[Path]]):
         try:
             todo = [(f, t) for f, t in targets if not _already_there(f, t)]
             have = sum(f.size for f, t in targets if (f, t) not in todo)
-            on_disk = sum(min(f.size, partial_path(t, f).stat().st_size) for f, t in todo if partial_path(t, f).exists())
+            on_disk = sum(
+                min(f.size, partial_path(t, f).stat().st_size) for f, t in todo if partial_path(t, f).exists()
+            )
             spec.dest.mkdir(parents=True, exist_ok=True)
             check_disk_space(spec.dest, sum(f.size for f, _ in todo) - on_disk)
             progress = _Reporter(report, spec.total_bytes, len(targets))
@@ -340,8 +369,10 @@ class DownloadJob(Job[list[Path]]):
                 try:
                     renames.replace(partial_path(t, f), t)
                 except OSError as e:  # Windows: an older file of that name is open (e.g. loaded in Chat)
-                    raise DownloadError(f"{t.name}: cannot put the finished download in place "
-                                        f"({e.strerror or e}); close it where it is open and resume") from None
+                    raise DownloadError(
+                        f"{t.name}: cannot put the finished download in place "
+                        f"({e.strerror or e}); close it where it is open and resume"
+                    ) from None
             report(Progress(spec.total_bytes, spec.total_bytes, "B", f"Downloaded {spec.title}", "Done"))
         except Cancelled:
             if not self.paused:
@@ -354,7 +385,7 @@ class DownloadJob(Job[list[Path]]):
         return [t for _, t in targets]
 
     # -- one file -------------------------------------------------------------------------
-    def _fetch(self, f: RemoteFile, part: Path, progress: "_Reporter", cancel: CancelToken) -> None:
+    def _fetch(self, f: RemoteFile, part: Path, progress: _Reporter, cancel: CancelToken) -> None:
         name = PurePosixPath(f.path).name
         state = _Partial(f, part)
         if state.have and state.hasher is not None:
@@ -381,7 +412,8 @@ class DownloadJob(Job[list[Path]]):
                 if failures > self.max_retries:
                     raise DownloadError(
                         f"{name}: {_network_reason(e)} (tried {failures} times); {human_bytes(state.have)} of "
-                        f"{human_bytes(f.size)} is kept, resume to continue") from None
+                        f"{human_bytes(f.size)} is kept, resume to continue"
+                    ) from None
                 progress.message(f"{name}: {_network_reason(e)}, retrying")
                 self._wait(min(30.0, self.retry_wait_s * 2 ** max(0, failures - 1)), cancel)
             except OSError as e:  # the disk, not the network (or our own interrupt)
@@ -389,7 +421,7 @@ class DownloadJob(Job[list[Path]]):
                 raise DownloadError(f"{name}: cannot write {state.path}: {e.strerror or e}") from None
         state.verify()
 
-    def _stream(self, url: str, state: "_Partial", progress: "_Reporter", cancel: CancelToken) -> None:
+    def _stream(self, url: str, state: _Partial, progress: _Reporter, cancel: CancelToken) -> None:
         """One HTTP request continuing the partial file from byte `state.have`."""
         f = state.file
         headers = hub.headers(self.token)
@@ -414,8 +446,10 @@ class DownloadJob(Job[list[Path]]):
                 for chunk in r.iter_bytes():
                     cancel.check()
                     if state.have + len(chunk) > f.size:
-                        raise DownloadError(f"{PurePosixPath(f.path).name}: the server sent more bytes than the Hub "
-                                            f"lists ({human_bytes(f.size)}); try again later")
+                        raise DownloadError(
+                            f"{PurePosixPath(f.path).name}: the server sent more bytes than the Hub "
+                            f"lists ({human_bytes(f.size)}); try again later"
+                        )
                     out.write(chunk)
                     state.took(chunk)
                     progress.add(len(chunk))
@@ -460,7 +494,7 @@ class _Partial:
         if self.hasher is not None:
             self.hasher.update(chunk)
 
-    def restart(self, progress: "_Reporter") -> None:
+    def restart(self, progress: _Reporter) -> None:
         progress.add(-self.have)
         self.have = 0
         self.hasher, _ = _hasher(self.file)
@@ -477,10 +511,11 @@ class _Partial:
             raise VerificationError(
                 f"{PurePosixPath(self.file.path).name} does not match the Hub's checksum ({kind} "
                 f"{self.expected[:12]}…, got {got[:12]}…): it was deleted and not added to the Library; "
-                "download it again")
+                "download it again"
+            )
 
 
-class _Incomplete(Exception):
+class _Incomplete(Exception):  # noqa: N818 (a signal to retry, not an error)
     """The server closed the response before the whole file arrived."""
 
 
@@ -500,7 +535,7 @@ def _network_reason(e: BaseException) -> str:
     return "the connection was dropped"
 
 
-def _range_start(content_range: Optional[str]) -> int:
+def _range_start(content_range: str | None) -> int:
     m = re.match(r"bytes (\d+)-", content_range or "")
     return int(m.group(1)) if m else -1
 

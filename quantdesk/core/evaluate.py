@@ -18,6 +18,7 @@ quick), then the source and every level read the same evaluation text through ll
 The source's log-probabilities are kept (as float16) while the levels run, so only one model is
 in memory at a time. Results are saved as JSON in the data folder's lab/ and listed by the Lab.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -59,11 +60,11 @@ class LadderRequest:
     levels: list[str] = field(default_factory=lambda: list(DEFAULT_LEVELS))  # quantized from source
     tokens: int = DEFAULT_TOKENS  # evaluation tokens read by every model (whole chunks of `context`)
     context: int = DEFAULT_CONTEXT  # chunk length; the second half of each chunk is scored
-    threads: Optional[int] = None  # None: what llama.cpp and the quantizer pick
+    threads: int | None = None  # None: what llama.cpp and the quantizer pick
     gpu_layers: int = 0  # layers offloaded to a GPU while measuring (0: CPU only)
     generate_tokens: int = 32  # tokens generated for the generation-speed figure
-    imatrix: Optional[Path] = None  # used when quantizing the levels
-    text: Optional[str] = None  # evaluation text; None: the built-in one
+    imatrix: Path | None = None  # used when quantizing the levels
+    text: str | None = None  # evaluation text; None: the built-in one
 
 
 @dataclass
@@ -89,10 +90,10 @@ class LadderResult:
     tokens_scored: int
     context: int
     chunks: int
-    threads: Optional[int]
+    threads: int | None
     gpu_layers: int
     levels: list[LevelResult]  # the source first, then by size, largest first
-    path: Optional[str] = None  # where it is saved (set by save_result / load_result)
+    path: str | None = None  # where it is saved (set by save_result / load_result)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -100,10 +101,9 @@ class LadderResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LadderResult":
+    def from_dict(cls, d: dict[str, Any]) -> LadderResult:
         levels = [LevelResult(**lv) for lv in d["levels"]]
         return cls(**{**{k: v for k, v in d.items() if k != "levels"}, "levels": levels})
-
 
 
 # Mean KL divergence (nats) below which a level reads as close to the original, a small loss, a
@@ -127,14 +127,17 @@ def quality_words(row: LevelResult) -> str:
 
 # --- the evaluation text ------------------------------------------------------------------------
 
+
 def builtin_text() -> str:
     try:
         return read_resource_text(*BUILTIN_TEXT)
     except OSError as e:
-        raise EvaluateError(f"the built-in evaluation text is missing ({resource(*BUILTIN_TEXT)}): reinstall Quantdesk") from e
+        raise EvaluateError(
+            f"the built-in evaluation text is missing ({resource(*BUILTIN_TEXT)}): reinstall Quantdesk"
+        ) from e
 
 
-def chunks_of(tokens: list[int], context: int, wanted_tokens: int, bos: Optional[int]) -> list[list[int]]:
+def chunks_of(tokens: list[int], context: int, wanted_tokens: int, bos: int | None) -> list[list[int]]:
     """Whole chunks of `context` tokens, as many as `wanted_tokens` asks for and the text holds.
 
     Each chunk starts with the BOS token where the model uses one (it replaces the chunk's first
@@ -142,7 +145,7 @@ def chunks_of(tokens: list[int], context: int, wanted_tokens: int, bos: Optional
     n = min(max(1, wanted_tokens // context), len(tokens) // context)
     out = []
     for c in range(n):
-        chunk = list(tokens[c * context:(c + 1) * context])
+        chunk = list(tokens[c * context : (c + 1) * context])
         if bos is not None:
             chunk[0] = bos
         out.append(chunk)
@@ -150,6 +153,7 @@ def chunks_of(tokens: list[int], context: int, wanted_tokens: int, bos: Optional
 
 
 # --- the metrics (numpy only: tested on their own) ----------------------------------------------
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-probabilities, float32, computed stably (max subtracted, logsumexp in float64)."""
@@ -165,11 +169,11 @@ class ChunkScores:
     """What one model's log-probabilities say over the scored positions of one chunk."""
 
     nll: np.ndarray  # -log p(actual next token), per position
-    kl: Optional[np.ndarray]  # KL(reference || this model), per position; None without a reference
-    same_top: Optional[np.ndarray]  # bool per position: the same most likely token as the reference
+    kl: np.ndarray | None  # KL(reference || this model), per position; None without a reference
+    same_top: np.ndarray | None  # bool per position: the same most likely token as the reference
 
 
-def score_chunk(logp: np.ndarray, next_tokens: np.ndarray, ref_logp: Optional[np.ndarray]) -> ChunkScores:
+def score_chunk(logp: np.ndarray, next_tokens: np.ndarray, ref_logp: np.ndarray | None) -> ChunkScores:
     """Per-position scores from log-probabilities `logp` (positions x vocab) of the model being
     measured and, when given, the reference's (`ref_logp`, the same shape)."""
     nll = -logp[np.arange(len(next_tokens)), next_tokens].astype(np.float64)
@@ -185,6 +189,7 @@ def perplexity(nll: np.ndarray) -> float:
 
 
 # --- measuring one model --------------------------------------------------------------------------
+
 
 @dataclass
 class Measurement:
@@ -209,9 +214,16 @@ def _load(path: Path, request: LadderRequest, logits_all: bool):
 
     threads = ChatSettings(threads=request.threads or 0).resolved_threads()
     try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=request.context, n_batch=request.context,
-                               logits_all=logits_all, n_gpu_layers=request.gpu_layers, n_threads=threads,
-                               n_threads_batch=threads, verbose=False)
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=request.context,
+            n_batch=request.context,
+            logits_all=logits_all,
+            n_gpu_layers=request.gpu_layers,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
     except (ValueError, RuntimeError, OSError) as e:
         raise EvaluateError(f"{path.name}: llama.cpp could not load it ({e})") from None
 
@@ -223,14 +235,22 @@ def _read(llm, chunk: list[int], cancel: CancelToken) -> float:
     spent = 0.0
     for a in range(0, len(chunk), EVAL_SLICE):
         started = time.perf_counter()
-        llm.eval(chunk[a:a + EVAL_SLICE])
+        llm.eval(chunk[a : a + EVAL_SLICE])
         spent += time.perf_counter() - started
         cancel.check()
     return spent
 
 
-def measure(path: Path, chunks: list[list[int]], request: LadderRequest, reference: Optional[np.ndarray],
-            keep: Optional[np.ndarray], report: ProgressCallback, cancel: CancelToken, label: str) -> Measurement:
+def measure(
+    path: Path,
+    chunks: list[list[int]],
+    request: LadderRequest,
+    reference: np.ndarray | None,
+    keep: np.ndarray | None,
+    report: ProgressCallback,
+    cancel: CancelToken,
+    label: str,
+) -> Measurement:
     """Read every chunk through the model at `path` and score the second half of each, then time it.
 
     `reference` holds the source's log-probabilities (chunks x positions x vocab) to compare with;
@@ -250,12 +270,12 @@ def measure(path: Path, chunks: list[list[int]], request: LadderRequest, referen
             cancel.check()
             report(Progress(c, steps, "", f"{label}: reading chunk {c + 1} of {len(chunks)}", stage))
             _read(llm, chunk, cancel)
-            logp = log_softmax(llm.scores[first:context - 1])
+            logp = log_softmax(llm.scores[first : context - 1])
             if reference is not None and logp.shape[-1] != reference.shape[-1]:
                 raise EvaluateError(f"{path.name} has another vocabulary than the source: it cannot be compared")
             if keep is not None:
                 keep[c] = logp
-            s = score_chunk(logp, np.asarray(chunk[first + 1:context]), None if reference is None else reference[c])
+            s = score_chunk(logp, np.asarray(chunk[first + 1 : context]), None if reference is None else reference[c])
             nll.append(s.nll)
             if s.kl is not None:
                 kl.append(s.kl)
@@ -304,6 +324,7 @@ def _generation_speed(llm, request: LadderRequest, cancel: CancelToken) -> float
 
 
 # --- the ladder -------------------------------------------------------------------------------------
+
 
 def lab_dir() -> Path:
     return paths.data_dir() / "lab"
@@ -376,8 +397,9 @@ def _check(request: LadderRequest) -> None:
     if request.context < 16 or request.context % 2:
         raise EvaluateError("the context must be an even number of at least 16 tokens")
     if request.tokens < request.context:
-        raise EvaluateError(f"evaluate at least one chunk: tokens ({request.tokens}) must be at least the "
-                            f"context ({request.context})")
+        raise EvaluateError(
+            f"evaluate at least one chunk: tokens ({request.tokens}) must be at least the context ({request.context})"
+        )
 
 
 def _make_level(request: LadderRequest, level: str, report: ProgressCallback, cancel: CancelToken) -> Path:
@@ -392,14 +414,19 @@ def _make_level(request: LadderRequest, level: str, report: ProgressCallback, ca
         report(Progress(p.done, p.total, p.unit, p.message, f"Quantizing {level}"))
 
     try:
-        quantize_file(QuantizeRequest(request.source, out, level, threads=request.threads, imatrix=request.imatrix,
-                                      allow_requantize=True), relabel, cancel)
+        quantize_file(
+            QuantizeRequest(
+                request.source, out, level, threads=request.threads, imatrix=request.imatrix, allow_requantize=True
+            ),
+            relabel,
+            cancel,
+        )
     except QuantizeError as e:
         raise EvaluateError(f"{level}: {e}") from None
     return out
 
 
-def _tokens(request: LadderRequest) -> tuple[list[int], Optional[int], int]:
+def _tokens(request: LadderRequest) -> tuple[list[int], int | None, int]:
     """The evaluation text as the source's tokens, its BOS token if it uses one, and the size of
     its vocabulary (the width of every row of next-token probabilities)."""
     import llama_cpp
@@ -464,9 +491,19 @@ def run_ladder(request: LadderRequest, report: ProgressCallback, cancel: CancelT
 
 
 def _row(level: str, path: Path, is_source: bool, size: int, bits: float, m: Measurement) -> LevelResult:
-    return LevelResult(level=level, path=str(path), is_source=is_source, file_bytes=size,
-                       bits_per_weight=round(bits, 3), perplexity=m.perplexity, kl_mean=m.kl_mean, kl_p99=m.kl_p99,
-                       top1_agreement=m.top1_agreement, prompt_tps=m.prompt_tps, generate_tps=m.generate_tps)
+    return LevelResult(
+        level=level,
+        path=str(path),
+        is_source=is_source,
+        file_bytes=size,
+        bits_per_weight=round(bits, 3),
+        perplexity=m.perplexity,
+        kl_mean=m.kl_mean,
+        kl_p99=m.kl_p99,
+        top1_agreement=m.top1_agreement,
+        prompt_tps=m.prompt_tps,
+        generate_tps=m.generate_tps,
+    )
 
 
 def ladder_job(request: LadderRequest) -> Job[LadderResult]:
@@ -474,6 +511,7 @@ def ladder_job(request: LadderRequest) -> Job[LadderResult]:
 
 
 # --- saved results ----------------------------------------------------------------------------------
+
 
 def save_result(result: LadderResult) -> Path:
     stamp = re.sub(r"[^0-9]", "", result.created)[:14]

@@ -6,13 +6,14 @@ GGUFError whose message names the problem in one line, so the CLI and the UI can
 This module adds the summary `quantdesk info` and the Library show, and gguf's reader for the
 few callers that need tensor data through it.
 """
+
 from __future__ import annotations
 
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import gguf
 
@@ -61,10 +62,10 @@ class ModelInfo:
     parameters: int
     file_type: str
     tensor_types: dict[str, int] = field(default_factory=dict)
-    context_length: Optional[int] = None
+    context_length: int | None = None
     has_chat_template: bool = False
-    block_count: Optional[int] = None
-    embedding_length: Optional[int] = None
+    block_count: int | None = None
+    embedding_length: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -72,7 +73,7 @@ class ModelInfo:
         return d
 
 
-def file_type_name(value: Optional[int]) -> str:
+def file_type_name(value: int | None) -> str:
     """general.file_type number -> 'Q4_K_M' (as llama.cpp names it)."""
     if value is None:
         return "unknown"

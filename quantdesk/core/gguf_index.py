@@ -8,13 +8,14 @@ the 135M starter model, more than llama-quantize needs to quantize it, and far m
 they are), a handful of values, and the tensor table. This walks the header once with plain
 integer reads, ~100x faster, with the same checks and messages as open_gguf.
 """
+
 from __future__ import annotations
 
 import mmap
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import gguf
 import numpy as np
@@ -26,14 +27,33 @@ SUPPORTED_VERSIONS = (2, 3)
 class GGUFError(Exception):
     """A GGUF file is unreadable or unsafe to use; the message says why, in one line."""
 
+
 VT = gguf.GGUFValueType
 _SCALAR = {
-    VT.UINT8: "<B", VT.INT8: "<b", VT.UINT16: "<H", VT.INT16: "<h", VT.UINT32: "<I", VT.INT32: "<i",
-    VT.FLOAT32: "<f", VT.BOOL: "<?", VT.UINT64: "<Q", VT.INT64: "<q", VT.FLOAT64: "<d",
+    VT.UINT8: "<B",
+    VT.INT8: "<b",
+    VT.UINT16: "<H",
+    VT.INT16: "<h",
+    VT.UINT32: "<I",
+    VT.INT32: "<i",
+    VT.FLOAT32: "<f",
+    VT.BOOL: "<?",
+    VT.UINT64: "<Q",
+    VT.INT64: "<q",
+    VT.FLOAT64: "<d",
 }
 _NP = {
-    VT.UINT8: "<u1", VT.INT8: "<i1", VT.UINT16: "<u2", VT.INT16: "<i2", VT.UINT32: "<u4", VT.INT32: "<i4",
-    VT.FLOAT32: "<f4", VT.BOOL: "?", VT.UINT64: "<u8", VT.INT64: "<i8", VT.FLOAT64: "<f8",
+    VT.UINT8: "<u1",
+    VT.INT8: "<i1",
+    VT.UINT16: "<u2",
+    VT.INT16: "<i2",
+    VT.UINT32: "<u4",
+    VT.INT32: "<i4",
+    VT.FLOAT32: "<f4",
+    VT.BOOL: "?",
+    VT.UINT64: "<u8",
+    VT.INT64: "<i8",
+    VT.FLOAT64: "<f8",
 }
 SMALL_ARRAY = 4096
 _U64 = struct.Struct("<Q")  # arrays up to this length get their values decoded; longer ones only spans
@@ -46,7 +66,7 @@ class KV:
     start: int  # offset of the key's first byte in the file
     end: int  # one past its last value byte
     value: Any = None  # scalars, strings, and small arrays; None for large arrays
-    item_type: Optional[VT] = None  # for arrays
+    item_type: VT | None = None  # for arrays
     count: int = 0  # for arrays
 
 
@@ -159,7 +179,7 @@ def _read_kv(c: _Cursor) -> KV:
     return kv
 
 
-def whole_number(value: Any) -> Optional[int]:
+def whole_number(value: Any) -> int | None:
     """A metadata value as an int when it is an integer, else None. A count or length read from a
     file we did not write may be a string, a float, a bool or an array; callers decide whether
     that is an error (quantize) or just unknown (info, chat)."""
@@ -178,7 +198,9 @@ def read_index(path: str | Path) -> GGUFIndex:
     except OSError as e:
         raise GGUFError(f"{path}: cannot read ({e.strerror})") from None
     if path.is_dir():
-        raise GGUFError(f"{path}: a folder, not a GGUF file (a Hugging Face checkpoint must be converted to GGUF first)")
+        raise GGUFError(
+            f"{path}: a folder, not a GGUF file (a Hugging Face checkpoint must be converted to GGUF first)"
+        )
     if not path.is_file():
         raise GGUFError(f"{path}: not a file")
     name = path.name
@@ -201,7 +223,9 @@ def _parse(path: Path, name: str, size: int, buf: memoryview) -> GGUFIndex:
     c.pos = 4
     version = c.u32()
     if version not in SUPPORTED_VERSIONS and int.from_bytes(version.to_bytes(4, "little"), "big") in SUPPORTED_VERSIONS:
-        raise GGUFError(f"{name}: a big-endian GGUF file (made for s390x machines); only little-endian files can be read")
+        raise GGUFError(
+            f"{name}: a big-endian GGUF file (made for s390x machines); only little-endian files can be read"
+        )
     if version not in SUPPORTED_VERSIONS:
         raise GGUFError(f"{name}: unsupported GGUF version {version} (supported: 2 and 3)")
     n_tensors, n_kv = c.u64(), c.u64()
@@ -247,13 +271,17 @@ def _parse(path: Path, name: str, size: int, buf: memoryview) -> GGUFIndex:
         for d in shape:
             n *= d
         if shape and shape[0] % block:
-            raise GGUFError(f"{name}: tensor {tname!r} has rows of {shape[0]}, not a multiple of {block} for {qtype.name}")
+            raise GGUFError(
+                f"{name}: tensor {tname!r} has rows of {shape[0]}, not a multiple of {block} for {qtype.name}"
+            )
         if n % block:
             raise GGUFError(f"{name}: tensor {tname!r} has {n} elements, not a multiple of {block} for {qtype.name}")
         nbytes = n // block * type_size
         if offset != expected_offset:
             # llama.cpp wants the tensors in order, each aligned, none overlapping or with gaps
-            raise GGUFError(f"{name}: tensor {tname!r} is at offset {offset}, expected {expected_offset} (corrupt tensor table)")
+            raise GGUFError(
+                f"{name}: tensor {tname!r} is at offset {offset}, expected {expected_offset} (corrupt tensor table)"
+            )
         expected_offset += -(-nbytes // align) * align
         start = idx.data_offset + offset
         if start + nbytes > size:

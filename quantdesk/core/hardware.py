@@ -2,6 +2,7 @@
 
 Answers "will it fit" questions for Discover, Chat and Lab with the figures behind them.
 """
+
 from __future__ import annotations
 
 import platform
@@ -23,7 +24,9 @@ def memory() -> Memory:
 
 
 def cpu_summary() -> str:
-    return f"{platform.machine()} · {psutil.cpu_count(logical=False) or '?'} cores / {psutil.cpu_count() or '?'} threads"
+    return (
+        f"{platform.machine()} · {psutil.cpu_count(logical=False) or '?'} cores / {psutil.cpu_count() or '?'} threads"
+    )
 
 
 @dataclass(frozen=True)
@@ -71,19 +74,25 @@ def _ggml_devices() -> list[Device]:
     for fn in (ggml.ggml_backend_dev_name, ggml.ggml_backend_dev_description):
         fn.restype, fn.argtypes = ctypes.c_char_p, [ctypes.c_void_p]
     ggml.ggml_backend_dev_type.restype, ggml.ggml_backend_dev_type.argtypes = ctypes.c_int, [ctypes.c_void_p]
-    ggml.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+    ggml.ggml_backend_dev_memory.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
     devices = []
     for i in range(ggml.ggml_backend_dev_count()):
         dev = ggml.ggml_backend_dev_get(i)
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
         ggml.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-        devices.append(Device(
-            name=(ggml.ggml_backend_dev_name(dev) or b"?").decode("utf-8", "replace"),
-            description=(ggml.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace"),
-            is_gpu=ggml.ggml_backend_dev_type(dev) != 0,  # 0 is GGML_BACKEND_DEVICE_TYPE_CPU
-            free_bytes=int(free.value),
-            total_bytes=int(total.value),
-        ))
+        devices.append(
+            Device(
+                name=(ggml.ggml_backend_dev_name(dev) or b"?").decode("utf-8", "replace"),
+                description=(ggml.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace"),
+                is_gpu=ggml.ggml_backend_dev_type(dev) != 0,  # 0 is GGML_BACKEND_DEVICE_TYPE_CPU
+                free_bytes=int(free.value),
+                total_bytes=int(total.value),
+            )
+        )
     return devices
 
 

@@ -10,15 +10,17 @@ is what lets the tests point us at a fake Hub on 127.0.0.1.
 Errors from the client are turned into `HubError` with one plain sentence (`explain`), because
 the UI and the CLI show the message as is.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Optional
+from typing import Any
 
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_url
@@ -54,7 +56,7 @@ def api() -> HfApi:
     return HfApi(endpoint=endpoint(), library_name="quantdesk", library_version=__version__)
 
 
-def headers(token: Optional[str] = None) -> dict[str, str]:
+def headers(token: str | None = None) -> dict[str, str]:
     """Headers for a Hub request: user agent, and the token (HF_TOKEN, else the saved one)."""
     return build_hf_headers(token=token, library_name="quantdesk", library_version=__version__)
 
@@ -150,8 +152,18 @@ SORTS = {  # what people call it -> what HfApi.list_models calls it
     "updated": "last_modified",
 }
 
-_EXPAND = ["author", "downloads", "likes", "lastModified", "gated", "tags", "pipeline_tag",
-           "library_name", "safetensors", "gguf"]
+_EXPAND = [
+    "author",
+    "downloads",
+    "likes",
+    "lastModified",
+    "gated",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "safetensors",
+    "gguf",
+]
 
 
 @dataclass(frozen=True)
@@ -161,8 +173,8 @@ class SearchQuery:
     safetensors: bool = False
     text_generation: bool = False
     architecture: str = ""  # a Hub tag such as "llama", "qwen2", "mistral"
-    min_params_b: Optional[float] = None  # size range, billions of parameters
-    max_params_b: Optional[float] = None
+    min_params_b: float | None = None  # size range, billions of parameters
+    max_params_b: float | None = None
     sort: str = "downloads"
     page_size: int = 30
 
@@ -176,12 +188,12 @@ class ModelSummary:
     name: str
     downloads: int = 0
     likes: int = 0
-    last_modified: Optional[datetime] = None
+    last_modified: datetime | None = None
     license: str = ""
     gated: str = ""  # "" (open), "auto" or "manual"
     pipeline_tag: str = ""
     tags: tuple[str, ...] = ()
-    parameters: Optional[int] = None
+    parameters: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -205,7 +217,7 @@ def _license_from(tags: Iterable[str], card: Any = None) -> str:
     return str(lic) if lic else ""
 
 
-def _params_from(info: Any) -> Optional[int]:
+def _params_from(info: Any) -> int | None:
     st = getattr(info, "safetensors", None)
     if st and st.get("total"):
         return int(st["total"])
@@ -235,7 +247,7 @@ def _summary(info: Any) -> ModelSummary:
     )
 
 
-def _num_parameters(q: SearchQuery) -> Optional[str]:
+def _num_parameters(q: SearchQuery) -> str | None:
     parts = []
     if q.min_params_b:
         parts.append(f"min:{q.min_params_b:g}B")
@@ -254,18 +266,20 @@ def search(q: SearchQuery, page: int = 0) -> SearchPage:
         filters.append(q.architecture.strip().lower())
     start = page * q.page_size
     try:
-        items = list(api().list_models(
-            search=q.text.strip() or None,
-            filter=filters or None,
-            pipeline_tag="text-generation" if q.text_generation else None,
-            num_parameters=_num_parameters(q),
-            sort=SORTS[q.sort],  # type: ignore[arg-type]
-            limit=start + q.page_size + 1,  # one extra tells whether there is a next page
-            expand=_EXPAND,  # type: ignore[arg-type]
-        ))
+        items = list(
+            api().list_models(
+                search=q.text.strip() or None,
+                filter=filters or None,
+                pipeline_tag="text-generation" if q.text_generation else None,
+                num_parameters=_num_parameters(q),
+                sort=SORTS[q.sort],  # type: ignore[arg-type]
+                limit=start + q.page_size + 1,  # one extra tells whether there is a next page
+                expand=_EXPAND,  # type: ignore[arg-type]
+            )
+        )
     except Exception as e:  # noqa: BLE001
         raise explain(e, "search") from None
-    results = [_summary(m) for m in items[start:start + q.page_size]]
+    results = [_summary(m) for m in items[start : start + q.page_size]]
     return SearchPage(results=results, page=page, has_more=len(items) > start + q.page_size)
 
 
@@ -280,8 +294,8 @@ class RemoteFile:
 
     path: str
     size: int
-    sha256: Optional[str] = None
-    blob_id: Optional[str] = None
+    sha256: str | None = None
+    blob_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -295,14 +309,14 @@ class RepoDetails:
     pipeline_tag: str = ""
     downloads: int = 0
     likes: int = 0
-    last_modified: Optional[datetime] = None
-    parameters: Optional[int] = None
+    last_modified: datetime | None = None
+    parameters: int | None = None
     architecture: str = ""
-    context_length: Optional[int] = None
+    context_length: int | None = None
     base_models: tuple[str, ...] = ()
 
 
-def repo_details(repo_id: str, revision: Optional[str] = None) -> RepoDetails:
+def repo_details(repo_id: str, revision: str | None = None) -> RepoDetails:
     """model_info with file metadata (sizes and LFS sha256), in our own terms."""
     repo_id = repo_id.strip().strip("/")
     if repo_id.count("/") > 1 or not repo_id:
@@ -314,12 +328,14 @@ def repo_details(repo_id: str, revision: Optional[str] = None) -> RepoDetails:
     files = []
     for s in info.siblings or []:
         size = s.lfs.size if s.lfs else s.size
-        files.append(RemoteFile(
-            path=s.rfilename,
-            size=int(size or 0),
-            sha256=(s.lfs.sha256 if s.lfs else None),
-            blob_id=s.blob_id,
-        ))
+        files.append(
+            RemoteFile(
+                path=s.rfilename,
+                size=int(size or 0),
+                sha256=(s.lfs.sha256 if s.lfs else None),
+                blob_id=s.blob_id,
+            )
+        )
     tags = tuple(info.tags or ())
     gg = info.gguf if isinstance(info.gguf, dict) else {}
     card = info.card_data
@@ -368,7 +384,7 @@ def readme(repo_id: str, revision: str = "main") -> str:
     if text.startswith("---"):
         end = text.find("\n---", 3)
         if end != -1:
-            text = text[end + 4:].lstrip("\n")
+            text = text[end + 4 :].lstrip("\n")
     return text
 
 
@@ -388,7 +404,7 @@ CHECKPOINT_EXTRAS = (".json", ".model", ".tiktoken", ".txt", ".jinja")
 RECOMMENDED_RANGE = ("Q4_K_M", "Q4_K_L", "Q5_K_S", "Q5_K_M", "Q5_K_L", "Q6_K", "Q6_K_L")
 
 
-def quant_from_name(filename: str) -> Optional[str]:
+def quant_from_name(filename: str) -> str | None:
     """'Llama-3-8B-Instruct-Q4_K_M.gguf' -> 'Q4_K_M' (None when the name does not say)."""
     stem = _SHARD_RE.sub("", Path(filename).name)
     stem = re.sub(r"\.gguf$", "", stem, flags=re.IGNORECASE)
@@ -396,7 +412,7 @@ def quant_from_name(filename: str) -> Optional[str]:
     return found[-1].upper() if found else None
 
 
-def shard_info(filename: str) -> Optional[tuple[int, int]]:
+def shard_info(filename: str) -> tuple[int, int] | None:
     """'x-00002-of-00003.gguf' -> (2, 3)."""
     m = _SHARD_RE.search(filename)
     return (int(m.group(1)), int(m.group(2))) if m else None
@@ -409,7 +425,7 @@ class FileGroup:
     label: str  # "Q4_K_M", "safetensors checkpoint", or the file name when nothing better
     kind: str  # "gguf" | "checkpoint" | "projector"
     files: tuple[RemoteFile, ...]
-    quant: Optional[str] = None
+    quant: str | None = None
     shards: int = 1
     complete: bool = True  # every shard of a split file is present
 
@@ -422,7 +438,7 @@ class FileGroup:
         return [f.path for f in self.files]
 
 
-def _quant_rank(q: Optional[str]) -> float:
+def _quant_rank(q: str | None) -> float:
     """Bits per weight, roughly, to order levels from small to large."""
     if not q:
         return 99.0
@@ -434,8 +450,20 @@ def _quant_rank(q: Optional[str]) -> float:
     m = re.match(r"I?Q(\d)", q) or re.match(r"TQ(\d)", q)
     base = float(m.group(1)) if m else 4.0
     suffix = q.split("_", 1)[1] if "_" in q else ""
-    return base + {"XXS": 0.0, "XS": 0.1, "S": 0.2, "K_S": 0.3, "0": 0.35, "NL": 0.4, "M": 0.45,
-                   "K_M": 0.5, "1": 0.55, "K_L": 0.6, "K_XL": 0.7, "L": 0.6}.get(suffix, 0.4)
+    return base + {
+        "XXS": 0.0,
+        "XS": 0.1,
+        "S": 0.2,
+        "K_S": 0.3,
+        "0": 0.35,
+        "NL": 0.4,
+        "M": 0.45,
+        "K_M": 0.5,
+        "1": 0.55,
+        "K_L": 0.6,
+        "K_XL": 0.7,
+        "L": 0.6,
+    }.get(suffix, 0.4)
 
 
 def group_files(files: Iterable[RemoteFile]) -> list[FileGroup]:
@@ -456,15 +484,33 @@ def group_files(files: Iterable[RemoteFile]) -> list[FileGroup]:
             kind, label = "projector", f"vision projector ({quant_from_name(name) or name})"
         else:
             kind, label = "gguf", quant_from_name(name) or name
-        groups.append(FileGroup(label=label, kind=kind, files=tuple(members), quant=quant_from_name(name),
-                                shards=n, complete=len(members) == n))
+        groups.append(
+            FileGroup(
+                label=label,
+                kind=kind,
+                files=tuple(members),
+                quant=quant_from_name(name),
+                shards=n,
+                complete=len(members) == n,
+            )
+        )
     # Label clashes (two files both "Q4_K_M" in different folders): show the file name instead.
     counts: dict[str, int] = {}
     for g in groups:
         counts[g.label] = counts.get(g.label, 0) + 1
-    groups = [g if counts[g.label] == 1 else FileGroup(
-        label=PurePosixPath(_SHARD_RE.sub("", g.files[0].path)).name, kind=g.kind, files=g.files, quant=g.quant,
-        shards=g.shards, complete=g.complete) for g in groups]
+    groups = [
+        g
+        if counts[g.label] == 1
+        else FileGroup(
+            label=PurePosixPath(_SHARD_RE.sub("", g.files[0].path)).name,
+            kind=g.kind,
+            files=g.files,
+            quant=g.quant,
+            shards=g.shards,
+            complete=g.complete,
+        )
+        for g in groups
+    ]
     groups.sort(key=lambda g: (g.kind != "gguf", _quant_rank(g.quant), g.label))
     # A checkpoint: the *.safetensors in one folder plus the small files that describe them.
     folders: dict[str, list[RemoteFile]] = {}
@@ -472,11 +518,17 @@ def group_files(files: Iterable[RemoteFile]) -> list[FileGroup]:
         if f.path.endswith(".safetensors"):
             folders.setdefault(str(PurePosixPath(f.path).parent), []).append(f)  # 'a/b', also on Windows
     for folder, weights in sorted(folders.items()):
-        extras = [f for f in files if str(PurePosixPath(f.path).parent) == folder and f.path.endswith(CHECKPOINT_EXTRAS)
-                  and not f.path.endswith(".safetensors")]
+        extras = [
+            f
+            for f in files
+            if str(PurePosixPath(f.path).parent) == folder
+            and f.path.endswith(CHECKPOINT_EXTRAS)
+            and not f.path.endswith(".safetensors")
+        ]
         label = "safetensors checkpoint" if folder == "." else f"safetensors checkpoint ({folder})"
-        groups.append(FileGroup(label=label, kind="checkpoint",
-                                files=tuple(sorted(weights + extras, key=lambda f: f.path))))
+        groups.append(
+            FileGroup(label=label, kind="checkpoint", files=tuple(sorted(weights + extras, key=lambda f: f.path)))
+        )
     return groups
 
 
@@ -491,7 +543,7 @@ class ModelShape:
     n_layers: int
     n_kv_heads: int
     head_dim: int
-    max_context: Optional[int] = None
+    max_context: int | None = None
     source: str = "estimate"
 
     def kv_bytes(self, context: int) -> int:
@@ -499,7 +551,7 @@ class ModelShape:
         return 2 * self.n_layers * self.n_kv_heads * self.head_dim * context * 2
 
 
-def shape_from_config(config: dict[str, Any]) -> Optional[ModelShape]:
+def shape_from_config(config: dict[str, Any]) -> ModelShape | None:
     """A transformers config.json -> ModelShape (None when it lacks the numbers)."""
     cfg = config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
     try:
@@ -514,7 +566,7 @@ def shape_from_config(config: dict[str, Any]) -> Optional[ModelShape]:
     return ModelShape(layers, kv, head_dim, int(ctx) if ctx else None, source="config.json")
 
 
-def estimate_shape(parameters: Optional[int], weights_bytes: int, bits_per_weight: float) -> ModelShape:
+def estimate_shape(parameters: int | None, weights_bytes: int, bits_per_weight: float) -> ModelShape:
     """When no config is at hand: modern GQA models keep about 16 KB of KV cache per billion
     parameters per token (Llama-3-8B: 128 KB/token); we err on the large side."""
     params = parameters or int(weights_bytes * 8 / max(bits_per_weight, 1.0))
@@ -533,7 +585,7 @@ class Fit:
     total_bytes: int
     context: int
     estimated: bool
-    vram_free_bytes: Optional[int] = None  # None: no GPU offload in this llama.cpp build
+    vram_free_bytes: int | None = None  # None: no GPU offload in this llama.cpp build
     on_gpu: bool = False  # the verdict is for all layers on the GPU
 
     @property
@@ -542,10 +594,12 @@ class Fit:
 
     def explain(self) -> str:
         approx = "≈ " if self.estimated else ""
-        text = (f"needs {approx}{human_bytes(self.need_bytes)} (weights {human_bytes(self.weights_bytes)} + "
-                f"KV cache {human_bytes(self.kv_bytes)} for {self.context:,} tokens + runtime "
-                f"{human_bytes(self.overhead_bytes)}); {human_bytes(self.available_bytes)} of "
-                f"{human_bytes(self.total_bytes)} RAM free")
+        text = (
+            f"needs {approx}{human_bytes(self.need_bytes)} (weights {human_bytes(self.weights_bytes)} + "
+            f"KV cache {human_bytes(self.kv_bytes)} for {self.context:,} tokens + runtime "
+            f"{human_bytes(self.overhead_bytes)}); {human_bytes(self.available_bytes)} of "
+            f"{human_bytes(self.total_bytes)} RAM free"
+        )
         if self.vram_free_bytes is not None:
             text += f", {human_bytes(self.vram_free_bytes)} VRAM free"
             if self.on_gpu:
@@ -553,8 +607,13 @@ class Fit:
         return text
 
 
-def fit(weights_bytes: int, shape: ModelShape, context: int,
-        memory: Optional[hardware.Memory] = None, vram_free_bytes: Optional[int] = None) -> Fit:
+def fit(
+    weights_bytes: int,
+    shape: ModelShape,
+    context: int,
+    memory: hardware.Memory | None = None,
+    vram_free_bytes: int | None = None,
+) -> Fit:
     """Weights + KV cache + runtime buffers against free RAM, and free VRAM when given.
 
     'fits' leaves a fifth of the free RAM for everything else (or fits in 90% of free VRAM, all
@@ -573,8 +632,18 @@ def fit(weights_bytes: int, shape: ModelShape, context: int,
         verdict = "tight"
     else:
         verdict = "won't fit"
-    return Fit(verdict, weights_bytes, kv, overhead, mem.available_bytes, mem.total_bytes, context,
-               estimated=shape.source == "estimate", vram_free_bytes=vram_free_bytes, on_gpu=on_gpu)
+    return Fit(
+        verdict,
+        weights_bytes,
+        kv,
+        overhead,
+        mem.available_bytes,
+        mem.total_bytes,
+        context,
+        estimated=shape.source == "estimate",
+        vram_free_bytes=vram_free_bytes,
+        on_gpu=on_gpu,
+    )
 
 
 def model_shape(details: RepoDetails, groups: list[FileGroup]) -> ModelShape:
@@ -605,8 +674,13 @@ class GroupFit:
     recommended: bool = False
 
 
-def assess(groups: list[FileGroup], shape: ModelShape, context: int,
-           memory: Optional[hardware.Memory] = None, vram_free_bytes: Optional[int] = None) -> list[GroupFit]:
+def assess(
+    groups: list[FileGroup],
+    shape: ModelShape,
+    context: int,
+    memory: hardware.Memory | None = None,
+    vram_free_bytes: int | None = None,
+) -> list[GroupFit]:
     """A verdict for every group, and the recommended one: the largest level that fits with room
     to spare, preferring Q4_K_M..Q6_K (the sweet spot) over bigger files."""
     mem = memory or hardware.memory()
@@ -625,7 +699,7 @@ def default_context(shape: ModelShape) -> int:
     return min(4096, shape.max_context or 4096)
 
 
-def params_text(n: Optional[int]) -> str:
+def params_text(n: int | None) -> str:
     if not n:
         return ""
     for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
@@ -651,5 +725,10 @@ def load_repo_view(repo_id: str) -> RepoView:
     groups = group_files(details.files)
     grouped = {p for g in groups for p in g.paths}
     others = [f for f in details.files if f.path not in grouped]
-    return RepoView(details=details, readme=readme(repo_id, details.sha), groups=groups,
-                    shape=model_shape(details, groups), other_files=others)
+    return RepoView(
+        details=details,
+        readme=readme(repo_id, details.sha),
+        groups=groups,
+        shape=model_shape(details, groups),
+        other_files=others,
+    )

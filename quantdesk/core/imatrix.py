@@ -13,6 +13,7 @@ column is sum / count. Two formats exist:
 
 Both are read into the per-column values llama-quantize computes from them, bit for bit.
 """
+
 from __future__ import annotations
 
 import struct
@@ -156,4 +157,3 @@ def _load_dat(path: Path) -> Imatrix:
             if 0 < length <= len(data) - pos:
                 im.datasets = [take(length, "the dataset name").split(b"\0")[0].decode("utf-8", "replace")]
     return im
-

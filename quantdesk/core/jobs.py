@@ -5,17 +5,19 @@ goes and checks `cancel` often (at least every second of work). The CLI renders 
 bar on the terminal (quantdesk.cli.run_job); the UI runs the same job in a worker thread and turns the
 reports into Qt signals (quantdesk.ui.workers). Nothing here knows about either.
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Generic, Optional, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
-class Cancelled(Exception):
+class Cancelled(Exception):  # noqa: N818 (a signal to stop, not an error)
     """Raised inside a job when the user cancelled it; the job cleans up and re-raises."""
 
 
@@ -47,11 +49,11 @@ class Progress:
     unit: str = ""  # "B" for bytes, or a noun: "tensors", "tokens", "files"
     message: str = ""  # what is happening, in words: "Quantizing blk.12.ffn_down"
     stage: str = ""  # for multi-stage jobs: "Converting", "Quantizing"
-    rate: Optional[float] = None  # units per second
-    eta_s: Optional[float] = None
+    rate: float | None = None  # units per second
+    eta_s: float | None = None
 
     @property
-    def fraction(self) -> Optional[float]:
+    def fraction(self) -> float | None:
         if self.total <= 0:
             return None
         return max(0.0, min(1.0, self.done / self.total))
@@ -63,14 +65,14 @@ ProgressCallback = Callable[[Progress], None]
 class ProgressTracker:
     """Adds speed and time left to raw reports, smoothing speed so the numbers don't jitter."""
 
-    def __init__(self, sink: Optional[ProgressCallback], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, sink: ProgressCallback | None, clock: Callable[[], float] = time.monotonic):
         self._sink = sink
         self._clock = clock
         self._t0 = clock()
         self._last_t = self._t0
         self._last_done = 0.0
         self._last_stage = ""
-        self._rate: Optional[float] = None
+        self._rate: float | None = None
 
     def __call__(self, p: Progress) -> None:
         now = self._clock()
@@ -107,7 +109,7 @@ class Job(Generic[T]):
     def cancel(self) -> None:
         self.cancel_token.cancel()
 
-    def run(self, on_progress: Optional[ProgressCallback] = None) -> T:
+    def run(self, on_progress: ProgressCallback | None = None) -> T:
         """Run in the calling thread; raises Cancelled if cancelled, or whatever the job raised."""
         tracker = ProgressTracker(on_progress)
         self.cancel_token.check()

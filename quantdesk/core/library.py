@@ -12,26 +12,31 @@ inside a file (`info()`) is read on demand and remembered while the file is unch
 The API other parts use (quantize, chat, lab): `list_models()`, `LibraryEntry`, `info()`,
 `delete()`, `reveal()`, `add_folder()` / `remove_folder()` / `folders()`.
 """
+
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from quantdesk.core import gguf_file, paths, settings, starter
 from quantdesk.core.hub import quant_from_name, shard_info
 
 FOLDERS_KEY = "library_folders"
 MAX_DEPTH = 6  # folders deeper than this below a root are not scanned (a home folder added by mistake)
-CHECKPOINT_FILES = re.compile(r"(\.safetensors|\.safetensors\.index\.json|config\.json|tokenizer.*|"
-                              r"special_tokens_map\.json|generation_config\.json|vocab\.(json|txt)|merges\.txt|"
-                              r"\.tiktoken|chat_template\.(jinja|json))$")
+CHECKPOINT_FILES = re.compile(
+    r"(\.safetensors|\.safetensors\.index\.json|config\.json|tokenizer.*|"
+    r"special_tokens_map\.json|generation_config\.json|vocab\.(json|txt)|merges\.txt|"
+    r"\.tiktoken|chat_template\.(jinja|json))$"
+)
 
 SOURCE_APP = "Quantdesk"
 SOURCE_BUILTIN = "Built-in"
@@ -131,9 +136,19 @@ def list_models() -> list[LibraryEntry]:
 
     start = starter.starter_model_path()
     if start is not None and start.is_file():
-        keep(LibraryEntry(start, "gguf", starter.STARTER_NAME, start.stat().st_size,
-                          quant_from_name(start.name) or "", SOURCE_BUILTIN, "",
-                          (start,), builtin=True))
+        keep(
+            LibraryEntry(
+                start,
+                "gguf",
+                starter.STARTER_NAME,
+                start.stat().st_size,
+                quant_from_name(start.name) or "",
+                SOURCE_BUILTIN,
+                "",
+                (start,),
+                builtin=True,
+            )
+        )
     roots = [(paths.models_dir(), SOURCE_APP)] + [(f, SOURCE_FOLDER) for f in folders()]
     roots += [(d, SOURCE_LM_STUDIO) for d in lm_studio_dirs()]
     for root, source in roots:
@@ -141,7 +156,9 @@ def list_models() -> list[LibraryEntry]:
             keep(e)
     for e in _scan_hf_cache(hf_cache_dir()):
         keep(e)
-    rest = sorted(entries[1:] if entries and entries[0].builtin else entries, key=lambda e: (e.name.lower(), str(e.path)))
+    rest = sorted(
+        entries[1:] if entries and entries[0].builtin else entries, key=lambda e: (e.name.lower(), str(e.path))
+    )
     return ([entries[0]] if entries and entries[0].builtin else []) + rest
 
 
@@ -155,10 +172,8 @@ def _real(p: Path) -> Path:
 def _size(files: list[Path]) -> int:
     total = 0
     for f in files:
-        try:
+        with contextlib.suppress(OSError):
             total += f.stat().st_size
-        except OSError:
-            pass
     return total
 
 
@@ -186,12 +201,25 @@ def _entries_in(folder: Path, names: list[str], source: str, repo_id: str) -> li
             prefix = n[: n.lower().rfind(f"-{shard[0]:05d}-of-")]
             files = [folder / m for m in ggufs if m.startswith(prefix) and shard_info(m)]
         stem = re.sub(r"-00001-of-\d{5}$", "", n[:-5])
-        out.append(LibraryEntry(folder / n, "gguf", stem, _size(files), quant_from_name(n) or "", source, repo_id,
-                                tuple(files)))
+        out.append(
+            LibraryEntry(
+                folder / n, "gguf", stem, _size(files), quant_from_name(n) or "", source, repo_id, tuple(files)
+            )
+        )
     if "config.json" in names and any(n.endswith(".safetensors") for n in names):
         files = [folder / n for n in names if CHECKPOINT_FILES.search(n)]
-        out.append(LibraryEntry(folder, "checkpoint", repo_id.split("/")[-1] if repo_id else folder.name,
-                                _size(files), "", source, repo_id, tuple(files)))
+        out.append(
+            LibraryEntry(
+                folder,
+                "checkpoint",
+                repo_id.split("/")[-1] if repo_id else folder.name,
+                _size(files),
+                "",
+                source,
+                repo_id,
+                tuple(files),
+            )
+        )
     return out
 
 
@@ -211,7 +239,7 @@ def _scan_hf_cache(cache: Path) -> list[LibraryEntry]:
     if not cache.is_dir():
         return out
     for repo_dir in sorted(cache.glob("models--*")):
-        repo_id = repo_dir.name[len("models--"):].replace("--", "/")
+        repo_id = repo_dir.name[len("models--") :].replace("--", "/")
         snapshots = repo_dir / "snapshots"
         if not snapshots.is_dir():
             continue
@@ -247,7 +275,7 @@ def info(entry: LibraryEntry | Path) -> gguf_file.ModelInfo:
         return _info_cache[key]
 
 
-def cached_info(entry: LibraryEntry | Path) -> Optional[gguf_file.ModelInfo]:
+def cached_info(entry: LibraryEntry | Path) -> gguf_file.ModelInfo | None:
     """info() if it was already read and the file is unchanged, else None (never reads the file)."""
     path = entry.path if isinstance(entry, LibraryEntry) else Path(entry)
     try:
@@ -258,7 +286,7 @@ def cached_info(entry: LibraryEntry | Path) -> Optional[gguf_file.ModelInfo]:
         return _info_cache.get((str(path), st.st_size, st.st_mtime_ns))
 
 
-def find(path: str | Path) -> Optional[LibraryEntry]:
+def find(path: str | Path) -> LibraryEntry | None:
     target = _real(Path(path))
     return next((e for e in list_models() if _real(e.path) == target), None)
 
@@ -279,8 +307,9 @@ def delete(entry: LibraryEntry) -> None:
             else:
                 f.unlink(missing_ok=True)
         except PermissionError as e:  # on Windows also: the file is open (loaded in Chat, being quantized)
-            raise LibraryError(f"cannot delete {f}: {e.strerror or e}; if it is open in Chat or another "
-                               "program, close it there first") from None
+            raise LibraryError(
+                f"cannot delete {f}: {e.strerror or e}; if it is open in Chat or another program, close it there first"
+            ) from None
         except OSError as e:
             raise LibraryError(f"cannot delete {f}: {e.strerror or e}") from None
     folder = entry.path if entry.kind == "checkpoint" else entry.path.parent

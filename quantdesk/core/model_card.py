@@ -7,6 +7,7 @@ traced and reproduced months later without guessing. The Library shows it.
 Hashing a multi-gigabyte source costs seconds, and people quantize one source to several levels
 in a row, so hashes are remembered per (path, size, modification time) in the data folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from quantdesk import __version__
 from quantdesk.core import renames
@@ -37,8 +38,8 @@ class ModelCard:
     source_sha256: str
     level: str
     quantdesk_version: str = __version__
-    imatrix: Optional[str] = None
-    imatrix_sha256: Optional[str] = None
+    imatrix: str | None = None
+    imatrix_sha256: str | None = None
     seconds: float = 0.0
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     output_bytes: int = 0
@@ -55,7 +56,7 @@ def write_card(card: ModelCard, output: str | Path) -> Path:
     return path
 
 
-def read_card(output: str | Path) -> Optional[dict[str, Any]]:
+def read_card(output: str | Path) -> dict[str, Any] | None:
     """The card of a produced file, or None when it has none (or it is unreadable)."""
     try:
         return json.loads(card_path(output).read_text(encoding="utf-8"))
@@ -63,11 +64,11 @@ def read_card(output: str | Path) -> Optional[dict[str, Any]]:
         return None
 
 
-class HashStopped(Exception):
+class HashStopped(Exception):  # noqa: N818 (a signal to stop, not an error)
     """file_sha256 was asked to stop before it finished."""
 
 
-def _hash_file(path: Path, stop: Optional[threading.Event], chunk: int = 1 << 22) -> str:
+def _hash_file(path: Path, stop: threading.Event | None, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         while b := f.read(chunk):
@@ -81,7 +82,7 @@ def _cache_file() -> Path:
     return data_dir() / "hash-cache.json"
 
 
-def file_sha256(path: str | Path, stop: Optional[threading.Event] = None) -> str:
+def file_sha256(path: str | Path, stop: threading.Event | None = None) -> str:
     """Hex SHA-256 of a file, remembered while the file keeps its size and modification time.
 
     `stop` (set from another thread) makes it give up with HashStopped."""

@@ -4,6 +4,7 @@ Everything lives under one data folder (the platform's, via platformdirs) so tha
 find, back up or delete it in one place. QUANTDESK_HOME overrides it, which is how tests keep
 their files away from the user's.
 """
+
 from __future__ import annotations
 
 import os

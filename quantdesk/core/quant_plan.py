@@ -13,11 +13,12 @@ Why the rules look the way they do (a summary; the code below is the precise ver
 - A K-quant needs rows of a multiple of 256 values; when a row does not divide, the tensor falls
   back to a legacy type of about the same size (Q4_K -> Q5_0, Q6_K -> Q8_0 ...), else to F16.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import gguf
 import numpy as np
@@ -99,8 +100,8 @@ def row_bytes(t: T, n: int) -> int:
 class PlanOptions:
     """What llama-quantize's switches change in the plan."""
 
-    output_tensor_type: Optional[T] = None
-    token_embedding_type: Optional[T] = None
+    output_tensor_type: T | None = None
+    token_embedding_type: T | None = None
     tensor_types: Sequence[tuple[str, T]] = ()  # (regex, type), first match wins, like --tensor-type
     pure: bool = False
     allow_requantize: bool = False
@@ -202,14 +203,40 @@ class Plan:
 
 # Name pieces that keep a tensor in its source type (small, or sensitive, or not a matmul weight).
 _NEVER_QUANTIZED = (
-    "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
-    "per_layer_model_proj", "ssm_conv1d", "shortconv.conv.weight", "indexer.k_proj.weight",
-    "indexer.q_proj.weight", "time_mix_first.weight", "time_mix_w0.weight", "time_mix_w1.weight",
-    "time_mix_w2.weight", "time_mix_v0.weight", "time_mix_v1.weight", "time_mix_v2.weight",
-    "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight", "time_mix_g1.weight",
-    "time_mix_g2.weight", "time_mix_decay_w1.weight", "time_mix_decay_w2.weight",
-    "time_mix_lerp_fused.weight", "attn_rel_b.weight", ".position_embd", "sam.pos_embd",
-    "sam.neck.", "sam.net_", ".rel_pos", ".patch_embd", ".patch_merger", "a.rvq.codebook",
+    "_norm.weight",
+    "ffn_gate_inp.weight",
+    "ffn_gate_tid2eid.weight",
+    "altup",
+    "laurel",
+    "per_layer_model_proj",
+    "ssm_conv1d",
+    "shortconv.conv.weight",
+    "indexer.k_proj.weight",
+    "indexer.q_proj.weight",
+    "time_mix_first.weight",
+    "time_mix_w0.weight",
+    "time_mix_w1.weight",
+    "time_mix_w2.weight",
+    "time_mix_v0.weight",
+    "time_mix_v1.weight",
+    "time_mix_v2.weight",
+    "time_mix_a0.weight",
+    "time_mix_a1.weight",
+    "time_mix_a2.weight",
+    "time_mix_g1.weight",
+    "time_mix_g2.weight",
+    "time_mix_decay_w1.weight",
+    "time_mix_decay_w2.weight",
+    "time_mix_lerp_fused.weight",
+    "attn_rel_b.weight",
+    ".position_embd",
+    "sam.pos_embd",
+    "sam.neck.",
+    "sam.net_",
+    ".rel_pos",
+    ".patch_embd",
+    ".patch_merger",
+    "a.rvq.codebook",
     "mm.a.code_embd",
 )
 
@@ -328,9 +355,7 @@ class _Rules:
                 new = T.Q4_K if p.n_gqa >= 4 else T.Q3_K
             elif ft == "Q3_K_M":
                 new = T.Q5_K if self.i_attention_wv < 2 else T.Q4_K
-            elif ft == "Q3_K_L":
-                new = T.Q5_K
-            elif ft in ("IQ4_NL", "IQ4_XS") and p.n_gqa >= 4:
+            elif ft == "Q3_K_L" or ft in ("IQ4_NL", "IQ4_XS") and p.n_gqa >= 4:
                 new = T.Q5_K
             elif ft in ("Q4_K_M", "Q5_K_M") and use_more_bits(self.i_attention_wv, self.n_attention_wv):
                 new = T.Q6_K
@@ -403,7 +428,7 @@ def ggml_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def make_plan(index: GGUFIndex, ft: FileType | str, opts: Optional[PlanOptions] = None) -> Plan:
+def make_plan(index: GGUFIndex, ft: FileType | str, opts: PlanOptions | None = None) -> Plan:
     """The per-tensor plan for this model at this level, in the order the output lists them.
 
     Raises PlanError for what the user must change (e.g. a quantized source without

@@ -15,6 +15,7 @@ hidden temporary name carrying the writer's process id is used: it is removed on
 we get to see, and one left by a killed process is removed by the next output written to that
 folder (a file whose writer is still running is never touched).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -23,8 +24,9 @@ import os
 import re
 import secrets
 import struct
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, Sequence
+from typing import Any, BinaryIO
 
 import gguf
 import psutil
@@ -163,7 +165,7 @@ class AtomicOutput:
     def __init__(self, dest: Path, overwrite: bool = False):
         self.dest = dest
         self.overwrite = overwrite
-        self.temp_name: Optional[Path] = None  # only when unnamed files are not available
+        self.temp_name: Path | None = None  # only when unnamed files are not available
         remove_stale_partials(dest.parent)  # e.g. a convert's intermediate, or a partial on macOS/Windows
         self.fd = self._open_unnamed()
         if self.fd is None:
@@ -190,7 +192,7 @@ class AtomicOutput:
                 pass  # only an optimisation
             self._synced_to = self._written
 
-    def _open_unnamed(self) -> Optional[int]:
+    def _open_unnamed(self) -> int | None:
         flag = getattr(os, "O_TMPFILE", None)
         if flag is None:
             return None

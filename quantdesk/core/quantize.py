@@ -15,6 +15,7 @@ Both run as one quantdesk.core.jobs Job: progress in bytes of the source, with t
 message ("Quantizing blk.12.ffn_down (57/272)"), and cancel checked between slices (each well
 under a second of work).
 """
+
 from __future__ import annotations
 
 import mmap
@@ -23,10 +24,10 @@ import re
 import shutil
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
 
 import gguf
 import numpy as np
@@ -71,11 +72,11 @@ class QuantizeRequest:
     source: Path
     output: Path
     level: str = "Q4_K_M"
-    threads: Optional[int] = None
-    imatrix: Optional[Path] = None
+    threads: int | None = None
+    imatrix: Path | None = None
     allow_requantize: bool = False
-    output_tensor_type: Optional[str] = None
-    token_embedding_type: Optional[str] = None
+    output_tensor_type: str | None = None
+    token_embedding_type: str | None = None
     tensor_types: Sequence[str] = ()  # "REGEX=TYPE", like llama-quantize's --tensor-type
     pure: bool = False
     overwrite: bool = False
@@ -107,7 +108,7 @@ class Prepared:
     header: bytes
     offsets: list[int]
     alignment: int
-    imatrix: Optional[Imatrix]
+    imatrix: Imatrix | None
     output_bytes: int
     notes: list[str] = field(default_factory=list)  # things worth telling the user (fallbacks ...)
 
@@ -186,7 +187,9 @@ def prepare(request: QuantizeRequest) -> Prepared:
     if out_exists:
         if src.resolve() == out.resolve() or _same_file(src, out):
             raise QuantizeError(f"{out.name}: the output would replace the source; choose another name")
-        if request.imatrix is not None and (request.imatrix.resolve() == out.resolve() or _same_file(request.imatrix, out)):
+        if request.imatrix is not None and (
+            request.imatrix.resolve() == out.resolve() or _same_file(request.imatrix, out)
+        ):
             raise QuantizeError(f"{out.name}: the output would replace the imatrix; choose another name")
         if not request.overwrite:
             raise QuantizeError(f"{out} already exists; choose another name or allow replacing it (--overwrite)")
@@ -197,8 +200,9 @@ def prepare(request: QuantizeRequest) -> Prepared:
     card = card_path(out)  # written beside the output, replacing any file of that name
     for what, path in (("source", src), ("imatrix", request.imatrix)):
         if path is not None and _same_file(path, card):
-            raise QuantizeError(f"{card.name}: the card written beside the output would replace the {what}; "
-                                "choose another name")
+            raise QuantizeError(
+                f"{card.name}: the card written beside the output would replace the {what}; choose another name"
+            )
     if not out.parent.is_dir():
         raise QuantizeError(f"{out.parent}: no such folder")
     if not os.access(out.parent, os.W_OK):
@@ -236,9 +240,7 @@ def prepare(request: QuantizeRequest) -> Prepared:
         )
     notes = []
     if plan.n_fallback:
-        notes.append(
-            f"{plan.n_fallback} tensors have rows that do not fit {ft.base.name} blocks and use a nearby type"
-        )
+        notes.append(f"{plan.n_fallback} tensors have rows that do not fit {ft.base.name} blocks and use a nearby type")
     return Prepared(request, ft, plan, header, offsets, index.alignment, imatrix, output_bytes, notes)
 
 
@@ -249,7 +251,7 @@ _GGUF_PY_DEQUANT = set(getattr(gguf.quants, "_type_traits", {})) | {T.F32, T.F16
 # --- converting one slice of rows -------------------------------------------------------------
 
 
-def _read_rows(mm: mmap.mmap, t: TensorPlan, row0: int, nrows: int) -> tuple[np.ndarray, Optional[str]]:
+def _read_rows(mm: mmap.mmap, t: TensorPlan, row0: int, nrows: int) -> tuple[np.ndarray, str | None]:
     """Rows [row0, row0+nrows) of the source tensor as the kernels take them (no copy for F32/F16).
 
     Returns (array, src_dtype) where src_dtype is "bf16" for raw bfloat16 bits."""
@@ -268,7 +270,7 @@ def _read_rows(mm: mmap.mmap, t: TensorPlan, row0: int, nrows: int) -> tuple[np.
     return gguf.quants.dequantize(raw.reshape(nrows, rbytes), src).astype(np.float32, copy=False), None
 
 
-def _to_f32(x: np.ndarray, src_dtype: Optional[str]) -> np.ndarray:
+def _to_f32(x: np.ndarray, src_dtype: str | None) -> np.ndarray:
     if src_dtype == "bf16":
         return (x.astype(np.uint32) << 16).view(np.float32)
     return x.astype(np.float32, copy=False)
@@ -283,7 +285,7 @@ def _f32_to_bf16_bits(x: np.ndarray) -> np.ndarray:
 
 
 def convert_rows(
-    x: np.ndarray, src_dtype: Optional[str], dst: T, imatrix: Optional[np.ndarray], threads: Optional[int]
+    x: np.ndarray, src_dtype: str | None, dst: T, imatrix: np.ndarray | None, threads: int | None
 ) -> np.ndarray:
     """Rows in, the destination type's bytes out."""
     if dst == T.F32:
@@ -305,17 +307,28 @@ def convert_rows(
 # every value of F32/F16/BF16 data) in each source tensor it reads and each tensor it makes
 # (ggml_validate_row_data), and refuses the model when one is not finite; so do we.
 _SCALE_FIELDS: dict[T, tuple[int, tuple[int, ...]]] = {
-    T.Q4_0: (18, (0,)), T.Q4_1: (20, (0, 2)), T.Q5_0: (22, (0,)), T.Q5_1: (24, (0, 2)),
-    T.Q8_0: (34, (0,)), T.Q2_K: (84, (80, 82)), T.Q3_K: (110, (108,)), T.Q4_K: (144, (0, 2)),
-    T.Q5_K: (176, (0, 2)), T.Q6_K: (210, (208,)), T.IQ4_NL: (18, (0,)), T.IQ4_XS: (136, (0,)),
+    T.Q4_0: (18, (0,)),
+    T.Q4_1: (20, (0, 2)),
+    T.Q5_0: (22, (0,)),
+    T.Q5_1: (24, (0, 2)),
+    T.Q8_0: (34, (0,)),
+    T.Q2_K: (84, (80, 82)),
+    T.Q3_K: (110, (108,)),
+    T.Q4_K: (144, (0, 2)),
+    T.Q5_K: (176, (0, 2)),
+    T.Q6_K: (210, (208,)),
+    T.IQ4_NL: (18, (0,)),
+    T.IQ4_XS: (136, (0,)),
 }
 # Float types by their bits: a value is NaN or Inf when, sign bit cleared, it is at least this.
 _FLOAT_BITS: dict[T, tuple[type, int, int]] = {
-    T.F32: (np.uint32, 0x7FFFFFFF, 0x7F800000), T.F16: (np.uint16, 0x7FFF, 0x7C00), T.BF16: (np.uint16, 0x7FFF, 0x7F80),
+    T.F32: (np.uint32, 0x7FFFFFFF, 0x7F800000),
+    T.F16: (np.uint16, 0x7FFF, 0x7C00),
+    T.BF16: (np.uint16, 0x7FFF, 0x7F80),
 }
 
 
-def first_nonfinite_byte(data: object, t: T) -> Optional[int]:
+def first_nonfinite_byte(data: object, t: T) -> int | None:
     """Offset in `data` (whole blocks or values of type t) of the first value or block scale that
     is NaN or Inf; None when all are finite, or for a type whose layout is not checked here.
     Integer operations on the bits: several times faster than np.isfinite on float16."""
@@ -366,10 +379,8 @@ def _mapped(path: Path) -> Iterator[mmap.mmap]:
     try:
         yield mm
     finally:
-        try:
+        with suppress(BufferError):
             mm.close()
-        except BufferError:
-            pass
 
 
 def _drop_pages(mm: mmap.mmap, start: int, stop: int) -> None:
@@ -407,8 +418,14 @@ def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> Qu
                 label = f"Quantizing {_human_name(t.name)} ({i + 1}/{n})"
                 cancel.check()
                 report(Progress(done_in, total_in, "B", label, "Quantizing"))
-                written = _write_tensor(mm, t, prepared, out, cancel, lambda d: report(
-                    Progress(done_in + d, total_in, "B", label, "Quantizing")))
+                written = _write_tensor(
+                    mm,
+                    t,
+                    prepared,
+                    out,
+                    cancel,
+                    lambda d, base=done_in, label=label: report(Progress(base + d, total_in, "B", label, "Quantizing")),
+                )
                 pad = -written % prepared.alignment
                 if pad:
                     out.write(bytes(pad))
@@ -419,8 +436,10 @@ def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> Qu
         try:
             out.commit()
         except PermissionError as e:  # Windows: the file being replaced is open (loaded in Chat ...)
-            raise QuantizeError(f"{req.output}: cannot put the result in place ({e.strerror or e}); "
-                                "if that file is open in Chat or another program, close it there") from None
+            raise QuantizeError(
+                f"{req.output}: cannot put the result in place ({e.strerror or e}); "
+                "if that file is open in Chat or another program, close it there"
+            ) from None
     except BaseException:
         hasher.stop()
         out.abort()
@@ -530,8 +549,8 @@ class _BackgroundHash:
     """SHA-256 of the source computed in a thread while the run goes on (remembered by model_card)."""
 
     def __init__(self, path: Path):
-        self._result: Optional[str] = None
-        self._error: Optional[BaseException] = None
+        self._result: str | None = None
+        self._error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, args=(path,), name="hash-source", daemon=True)
         self._thread.start()
@@ -570,7 +589,7 @@ class LevelEstimate:
     output_bytes: int
     bits_per_weight: float
     tradeoff: str
-    problem: Optional[str] = None  # why this level cannot be made from this source
+    problem: str | None = None  # why this level cannot be made from this source
 
 
 @dataclass
@@ -578,7 +597,7 @@ class SourceSummary:
     path: Path
     architecture: str
     n_weights: int
-    quantized_as: Optional[str]  # e.g. "Q4_1" when the weights are already quantized, else None
+    quantized_as: str | None  # e.g. "Q4_1" when the weights are already quantized, else None
     levels: list[LevelEstimate]
 
 
@@ -625,8 +644,8 @@ def default_output(source: Path, level: str, folder: Path) -> Path:
 
 def quantize_file(
     request: QuantizeRequest,
-    report: Optional[ProgressCallback] = None,
-    cancel: Optional[CancelToken] = None,
+    report: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> QuantizeResult:
     """Prepare and run in the calling thread (scripts, tests)."""
     prepared = prepare(request)

@@ -10,6 +10,7 @@ things differ between systems and are handled here, once:
   links do not exist on FAT/exFAT drives (a USB stick), and on Windows a plain rename already
   refuses an existing name. `rename_new()` picks what works.
 """
+
 from __future__ import annotations
 
 import errno
@@ -17,8 +18,8 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 # Windows: how long to keep trying when another program has the file open (sharing violation).
 _RETRY_FOR_S = 1.0

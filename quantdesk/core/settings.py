@@ -3,6 +3,7 @@
 JSON rather than QSettings so the CLI and tests read the same values as the UI without Qt.
 Writes go to a temporary file and are renamed, so a crash never leaves a half-written file.
 """
+
 from __future__ import annotations
 
 import json

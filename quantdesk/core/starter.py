@@ -3,6 +3,7 @@
 The package is installed with --no-deps and never imported (importing it would pull in its
 plugin host); we only locate the .gguf file it carries.
 """
+
 from __future__ import annotations
 
 import importlib.util

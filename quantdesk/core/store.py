@@ -8,15 +8,17 @@ the worker that streams a reply, guarded by a lock (check_same_thread=False).
 Each conversation keeps the model file and the settings it used. Settings per model file (the
 defaults a new conversation with that model starts from) live here too.
 """
+
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from quantdesk.core import paths
 
@@ -75,10 +77,10 @@ def default_path() -> Path:
 
 
 class Store:
-    def __init__(self, path: Optional[Path] = None):
+    def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else default_path()
         self._lock = threading.RLock()
-        self.moved_aside: Optional[Path] = None  # an unreadable database found at start, kept here
+        self.moved_aside: Path | None = None  # an unreadable database found at start, kept here
         try:
             self._db = self._open()
         except sqlite3.DatabaseError:
@@ -119,15 +121,17 @@ class Store:
             return self._db.execute(sql, args).fetchall()
 
     # -- conversations ------------------------------------------------------------------------
-    def create_conversation(self, model_path: str | Path = "", settings: Optional[dict[str, Any]] = None,
-                            title: str = UNTITLED) -> int:
+    def create_conversation(
+        self, model_path: str | Path = "", settings: dict[str, Any] | None = None, title: str = UNTITLED
+    ) -> int:
         now = time.time()
         cur = self._write(
             "INSERT INTO conversations(title, model_path, settings, created, updated) VALUES (?,?,?,?,?)",
-            (title, str(model_path), json.dumps(settings or {}), now, now))
+            (title, str(model_path), json.dumps(settings or {}), now, now),
+        )
         return int(cur.lastrowid)
 
-    def conversation(self, conversation_id: int) -> Optional[Conversation]:
+    def conversation(self, conversation_id: int) -> Conversation | None:
         rows = self._read("SELECT * FROM conversations WHERE id=?", (conversation_id,))
         return _conversation(rows[0]) if rows else None
 
@@ -140,7 +144,9 @@ class Store:
             rows = self._read(
                 "SELECT * FROM conversations c WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS ("
                 "SELECT 1 FROM messages m WHERE m.conversation_id=c.id AND m.content LIKE ? ESCAPE '\\') "
-                "ORDER BY updated DESC, id DESC", (like, like))
+                "ORDER BY updated DESC, id DESC",
+                (like, like),
+            )
         return [_conversation(r) for r in rows]
 
     def rename(self, conversation_id: int, title: str) -> None:
@@ -151,18 +157,22 @@ class Store:
         self._write("DELETE FROM conversations WHERE id=?", (conversation_id,))
 
     def set_conversation_model(self, conversation_id: int, model_path: str | Path, settings: dict[str, Any]) -> None:
-        self._write("UPDATE conversations SET model_path=?, settings=? WHERE id=?",
-                    (str(model_path), json.dumps(settings), conversation_id))
+        self._write(
+            "UPDATE conversations SET model_path=?, settings=? WHERE id=?",
+            (str(model_path), json.dumps(settings), conversation_id),
+        )
 
     def _touch(self, conversation_id: int) -> None:
         self._write("UPDATE conversations SET updated=? WHERE id=?", (time.time(), conversation_id))
 
     # -- messages -----------------------------------------------------------------------------
-    def add_message(self, conversation_id: int, role: str, content: str, complete: bool = True,
-                    stats: Optional[dict[str, Any]] = None) -> int:
+    def add_message(
+        self, conversation_id: int, role: str, content: str, complete: bool = True, stats: dict[str, Any] | None = None
+    ) -> int:
         cur = self._write(
             "INSERT INTO messages(conversation_id, role, content, stats, complete, created) VALUES (?,?,?,?,?,?)",
-            (conversation_id, role, content, json.dumps(stats or {}), int(complete), time.time()))
+            (conversation_id, role, content, json.dumps(stats or {}), int(complete), time.time()),
+        )
         self._touch(conversation_id)
         if role == "user":
             conv = self.conversation(conversation_id)
@@ -170,8 +180,9 @@ class Store:
                 self.rename(conversation_id, title_from(content))
         return int(cur.lastrowid)
 
-    def update_message(self, message_id: int, content: str, complete: Optional[bool] = None,
-                       stats: Optional[dict[str, Any]] = None) -> None:
+    def update_message(
+        self, message_id: int, content: str, complete: bool | None = None, stats: dict[str, Any] | None = None
+    ) -> None:
         sets, args = ["content=?"], [content]
         if complete is not None:
             sets.append("complete=?")
@@ -183,16 +194,18 @@ class Store:
 
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         rows = self._read("SELECT * FROM messages WHERE conversation_id=? ORDER BY id", (conversation_id,))
-        return [StoredMessage(r["id"], r["role"], r["content"], _json_dict(r["stats"]), bool(r["complete"]))
-                for r in rows]
+        return [
+            StoredMessage(r["id"], r["role"], r["content"], _json_dict(r["stats"]), bool(r["complete"])) for r in rows
+        ]
 
     def delete_from(self, conversation_id: int, message_id: int) -> None:
         """Drop a message and everything after it (regenerate, edit-and-continue)."""
         self._write("DELETE FROM messages WHERE conversation_id=? AND id>=?", (conversation_id, message_id))
         self._touch(conversation_id)
 
-    def streaming_writer(self, message_id: int, every_s: float = 0.25, every_tokens: int = 8
-                         ) -> Callable[[str, int], None]:
+    def streaming_writer(
+        self, message_id: int, every_s: float = 0.25, every_tokens: int = 8
+    ) -> Callable[[str, int], None]:
         """A ReplyStream listener that saves the growing reply every few tokens or a quarter second."""
         last = [time.monotonic(), 0]
 
@@ -205,14 +218,16 @@ class Store:
         return write
 
     # -- per-model settings -------------------------------------------------------------------
-    def model_settings(self, model_path: str | Path) -> Optional[dict[str, Any]]:
+    def model_settings(self, model_path: str | Path) -> dict[str, Any] | None:
         rows = self._read("SELECT settings FROM model_settings WHERE model_path=?", (str(model_path),))
         return _json_dict(rows[0]["settings"]) if rows else None
 
     def save_model_settings(self, model_path: str | Path, settings: dict[str, Any]) -> None:
-        self._write("INSERT INTO model_settings(model_path, settings) VALUES (?,?) "
-                    "ON CONFLICT(model_path) DO UPDATE SET settings=excluded.settings",
-                    (str(model_path), json.dumps(settings)))
+        self._write(
+            "INSERT INTO model_settings(model_path, settings) VALUES (?,?) "
+            "ON CONFLICT(model_path) DO UPDATE SET settings=excluded.settings",
+            (str(model_path), json.dumps(settings)),
+        )
 
     # -- export -------------------------------------------------------------------------------
     def export_json(self, conversation_id: int) -> str:
@@ -224,8 +239,10 @@ class Store:
             "model": conv.model_path,
             "settings": conv.settings,
             "created": conv.created,
-            "messages": [{"role": m.role, "content": m.content, **({"stats": m.stats} if m.stats else {})}
-                         for m in self.messages(conversation_id)],
+            "messages": [
+                {"role": m.role, "content": m.content, **({"stats": m.stats} if m.stats else {})}
+                for m in self.messages(conversation_id)
+            ],
         }
         return json.dumps(data, indent=2, ensure_ascii=False)
 
@@ -251,7 +268,7 @@ def title_from(text: str, limit: int = 48) -> str:
     return (cut or line[:limit]) + "…"
 
 
-def _json_dict(text: Optional[str]) -> dict[str, Any]:
+def _json_dict(text: str | None) -> dict[str, Any]:
     """A JSON object column; anything unreadable counts as empty rather than breaking the chat list."""
     try:
         value = json.loads(text or "{}")

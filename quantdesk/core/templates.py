@@ -5,10 +5,11 @@ llama-cpp-python renders. These built-in templates are the override for files wh
 missing or wrong; each is written from the family's documented turn format. `render()` renders
 any template exactly as the engine does, so tests and the settings panel preview the real prompt.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter
 
@@ -43,8 +44,7 @@ TEMPLATES: dict[str, Template] = {
     ),
     "mistral": Template(
         "Mistral Instruct",
-        _MERGE_SYSTEM
-        + "{{ bos_token }}{% for m in msgs %}{% if m['role'] == 'user' %}[INST] "
+        _MERGE_SYSTEM + "{{ bos_token }}{% for m in msgs %}{% if m['role'] == 'user' %}[INST] "
         "{% if loop.first and sys %}{{ sys }}\n\n{% endif %}{{ m['content'] }} [/INST]"
         "{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}",
         ("</s>",),
@@ -66,18 +66,24 @@ TEMPLATES: dict[str, Template] = {
 }
 
 
-def render(source: str, messages: list[dict[str, str]], bos_token: str = "", eos_token: str = "",
-           add_generation_prompt: bool = True) -> str:
+def render(
+    source: str,
+    messages: list[dict[str, str]],
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+) -> str:
     """The prompt text `source` makes of `messages`, rendered the way the engine renders it."""
-    formatter = Jinja2ChatFormatter(source, eos_token=eos_token, bos_token=bos_token,
-                                    add_generation_prompt=add_generation_prompt)
+    formatter = Jinja2ChatFormatter(
+        source, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=add_generation_prompt
+    )
     return formatter(messages=messages).prompt
 
 
 class _FamilyFormatter(Jinja2ChatFormatter):
     """Jinja2ChatFormatter that also stops at the family's end-of-turn text."""
 
-    def __init__(self, template: Template, eos: str, bos: str, stop_ids: Optional[list[int]]):
+    def __init__(self, template: Template, eos: str, bos: str, stop_ids: list[int] | None):
         super().__init__(template.source, eos_token=eos, bos_token=bos, stop_token_ids=stop_ids)
         self.extra_stop = list(template.stop)
 

@@ -1,7 +1,6 @@
 """Numbers in the units people think in: GB, MB/s, "8 s left"."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 
 def human_bytes(n: float) -> str:
@@ -16,7 +15,7 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def human_duration(seconds: Optional[float]) -> str:
+def human_duration(seconds: float | None) -> str:
     """72 -> '1 min 12 s'; None -> ''."""
     if seconds is None:
         return ""
@@ -28,7 +27,7 @@ def human_duration(seconds: Optional[float]) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def human_rate(rate: Optional[float], unit: str) -> str:
+def human_rate(rate: float | None, unit: str) -> str:
     """Speed for a progress line: bytes become '1.2 GB/s', other units '3.4 tensors/s'."""
     if rate is None:
         return ""

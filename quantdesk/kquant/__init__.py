@@ -7,8 +7,10 @@ NEON, picked at run time). Rows are split across threads; the C calls release th
 Input dtypes: float32, float16, or bfloat16. numpy has no bfloat16, so pass bfloat16 data as a
 uint16 array (the raw bit patterns) with `src_dtype="bf16"`.
 """
+
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +26,16 @@ _SRC_F32, _SRC_F16, _SRC_BF16 = 0, 1, 2
 
 # C status codes (native/include/kquant.h, enum kq_status).
 _ERR_TYPE, _ERR_ROW_LENGTH, _ERR_NONFINITE, _ERR_ARGS, _ERR_DST_SIZE, _ERR_NOMEM, _ERR_IMATRIX = (
-    -1, -2, -3, -4, -5, -6, -7)
+    -1,
+    -2,
+    -3,
+    -4,
+    -5,
+    -6,
+    -7,
+)
+# QUANTDESK_ISA names no ISA / one this CPU or build cannot run (kq_active_isa, kq_quantize).
+_ERR_ISA_UNKNOWN, _ERR_ISA_UNAVAILABLE = -8, -9
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,23 @@ def row_size(qtype: str | int, n: int) -> int:
 
 
 def active_isa() -> str:
-    """The instruction set the kernels dispatch to ("scalar", "avx2" or "neon")."""
-    return ISA_NAMES[lib.kq_active_isa()]
+    """The instruction set the kernels dispatch to ("scalar", "avx2" or "neon").
+
+    Raises ValueError if QUANTDESK_ISA is set to an unknown ISA or one this CPU cannot run."""
+    isa = lib.kq_active_isa()
+    if isa < 0:
+        raise _isa_error(isa)
+    return ISA_NAMES[isa]
+
+
+def _isa_error(status: int) -> ValueError:
+    """The one-line error for a bad QUANTDESK_ISA (the C library read the same variable)."""
+    value = os.environ.get("QUANTDESK_ISA", "")
+    if status == _ERR_ISA_UNAVAILABLE:
+        return ValueError(f"QUANTDESK_ISA={value!r}: this CPU or build cannot run {value} kernels; "
+                          f"use one of {'|'.join(available_isas())}, or unset it")
+    return ValueError(f"QUANTDESK_ISA={value!r} is not an instruction set; use one of "
+                      f"{'|'.join(ISA_NAMES.values())}, or unset it")
 
 
 def available_isas() -> list[str]:
@@ -120,21 +146,22 @@ def _source_format(x: np.ndarray, src_dtype: str | None) -> int:
         return _SRC_F32
     if x.dtype == np.float16:
         return _SRC_F16
-    raise TypeError(
-        f"rows must be float32, float16, or bfloat16 (uint16 with src_dtype='bf16'), got {x.dtype}")
+    raise TypeError(f"rows must be float32, float16, or bfloat16 (uint16 with src_dtype='bf16'), got {x.dtype}")
 
 
 def _first_nonfinite(x: np.ndarray, fmt: int) -> int:
     """Index of the first row with a NaN or Inf (only called after C reported one)."""
-    if fmt == _SRC_BF16:
-        bad = (x & 0x7F80) == 0x7F80
-    else:
-        bad = ~np.isfinite(x)
+    bad = x & 32640 == 32640 if fmt == _SRC_BF16 else ~np.isfinite(x)
     return int(np.flatnonzero(bad.any(axis=1))[0])
 
 
-def quantize(x: np.ndarray, qtype: str | int, imatrix: np.ndarray | None = None,
-             threads: int | None = None, src_dtype: str | None = None) -> np.ndarray:
+def quantize(
+    x: np.ndarray,
+    qtype: str | int,
+    imatrix: np.ndarray | None = None,
+    threads: int | None = None,
+    src_dtype: str | None = None,
+) -> np.ndarray:
     """Quantize the rows of one tensor (2-D: rows x n) into GGUF's packed layout.
 
     Returns a 1-D uint8 array of rows * row_size(qtype, n) bytes, identical to ggml's output.
@@ -172,11 +199,21 @@ def quantize(x: np.ndarray, qtype: str | int, imatrix: np.ndarray | None = None,
     def run(start: int, stop: int) -> None:
         bad = ffi.new("int64_t *")
         got = lib.kq_quantize(
-            t.ggml_type, fmt, ffi.cast("const void *", src_base + start * n * elem), stop - start, n,
-            qw_ptr, ffi.cast("void *", dst_base + start * rsize), (stop - start) * rsize, bad)
+            t.ggml_type,
+            fmt,
+            ffi.cast("const void *", src_base + start * n * elem),
+            stop - start,
+            n,
+            qw_ptr,
+            ffi.cast("void *", dst_base + start * rsize),
+            (stop - start) * rsize,
+            bad,
+        )
         if got == _ERR_NONFINITE:
             row = start + bad[0]
             raise ValueError(f"row {row} holds NaN or Inf values; {t.name} needs finite weights")
+        if got in (_ERR_ISA_UNKNOWN, _ERR_ISA_UNAVAILABLE):
+            raise _isa_error(got)
         if got < 0:
             raise ValueError(f"native quantizer failed for {t.name} (status {got})")
 
@@ -220,8 +257,14 @@ def dequantize(buf: np.ndarray | bytes, qtype: str | int, shape: tuple[int, int]
     if data.size != nrows * rsize:
         raise ValueError(f"{t.name} rows of {n} take {nrows * rsize} bytes for shape {shape}, got {data.size}")
     out = np.empty((nrows, n), dtype=np.float32)
-    got = lib.kq_dequantize(t.ggml_type, ffi.cast("const void *", data.ctypes.data), data.size,
-                            ffi.cast("float *", out.ctypes.data), nrows, n)
+    got = lib.kq_dequantize(
+        t.ggml_type,
+        ffi.cast("const void *", data.ctypes.data),
+        data.size,
+        ffi.cast("float *", out.ctypes.data),
+        nrows,
+        n,
+    )
     if got < 0:
         raise ValueError(f"native dequantizer failed for {t.name} (status {got})")
     return out[0] if squeeze else out
@@ -239,4 +282,4 @@ def _split(nrows: int, workers: int) -> list[tuple[int, int]]:
     """Contiguous row ranges, a few per worker so uneven rows still balance."""
     tasks = min(nrows, workers * 4)
     bounds = [nrows * i // tasks for i in range(tasks + 1)]
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]

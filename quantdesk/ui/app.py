@@ -4,6 +4,7 @@ An unexpected exception anywhere (UI thread or a plain Python thread) is logged 
 and shown in a dialog with the details behind a toggle; the app keeps running, because losing
 a conversation or a half-done download to a bug in one button is worse than the bug.
 """
+
 from __future__ import annotations
 
 import gc
@@ -13,7 +14,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
@@ -32,8 +33,9 @@ def setup_logging() -> None:
     root = logging.getLogger()
     if any(getattr(h, "_quantdesk", False) for h in root.handlers):
         return
-    handler = logging.handlers.RotatingFileHandler(paths.log_file(), maxBytes=2_000_000, backupCount=2,
-                                                   encoding="utf-8")
+    handler = logging.handlers.RotatingFileHandler(
+        paths.log_file(), maxBytes=2_000_000, backupCount=2, encoding="utf-8"
+    )
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     handler._quantdesk = True  # type: ignore[attr-defined]
     root.addHandler(handler)
@@ -69,7 +71,7 @@ class _CrashReporter(QObject):
             self._showing = False
 
 
-_reporter: Optional[_CrashReporter] = None
+_reporter: _CrashReporter | None = None
 
 
 def _handle(exc_type, exc, tb, where: str) -> None:
@@ -106,8 +108,9 @@ def install_excepthooks() -> None:
         previous_thread_hook = threading.excepthook
 
         def thread_hook(args) -> None:
-            _handle(args.exc_type, args.exc_value, args.exc_traceback,
-                    f"thread {args.thread.name if args.thread else '?'}")
+            _handle(
+                args.exc_type, args.exc_value, args.exc_traceback, f"thread {args.thread.name if args.thread else '?'}"
+            )
             if previous_thread_hook is not threading.__excepthook__:
                 previous_thread_hook(args)
 
@@ -115,7 +118,7 @@ def install_excepthooks() -> None:
         threading.excepthook = thread_hook
 
 
-def crash_reporter() -> Optional[_CrashReporter]:
+def crash_reporter() -> _CrashReporter | None:
     return _reporter
 
 
@@ -161,7 +164,7 @@ def make_application(argv: Sequence[str]) -> QApplication:
     return app
 
 
-def run_gui(argv: Optional[Sequence[str]] = None) -> int:
+def run_gui(argv: Sequence[str] | None = None) -> int:
     """Open the main window (geometry and page restored) and run until it closes."""
     app = make_application(list(argv) if argv is not None else sys.argv[:1])
     from quantdesk.ui.main_window import MainWindow

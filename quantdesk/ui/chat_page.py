@@ -6,11 +6,11 @@ ReplyStream that the worker also saves to the store every few tokens, and the vi
 the growing reply on each (throttled, ~10 per second) progress signal. The UI thread only ever
 renders and saves small rows, so the window stays responsive while tokens stream.
 """
+
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QStandardItem, QStandardItemModel
@@ -30,8 +30,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.core.chat import ChatEngine, ChatError, ChatSettings, ModelFacts, Reply, ReplyStream, default_settings, read_facts
 from quantdesk.core import renames
+from quantdesk.core.chat import (
+    ChatEngine,
+    ChatError,
+    ChatSettings,
+    ModelFacts,
+    Reply,
+    ReplyStream,
+    default_settings,
+    read_facts,
+)
 from quantdesk.core.gguf_file import GGUFError
 from quantdesk.core.jobs import Job
 from quantdesk.core.starter import starter_model_path
@@ -45,30 +54,33 @@ from quantdesk.ui.workers import JobHandle
 log = logging.getLogger(__name__)
 
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
-SUGGESTIONS = ("Explain what quantization does to a language model", "Write a haiku about the sea",
-               "Give me a Python function that reverses a string")
+SUGGESTIONS = (
+    "Explain what quantization does to a language model",
+    "Write a haiku about the sea",
+    "Give me a Python function that reverses a string",
+)
 OPEN_FILE = "__open__"
 
 
 class ChatPage(QWidget):
     title = "Chat"
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None):
+    def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName("PageRoot")
         self.store = Store()
         self.engine = ChatEngine()
-        self.model_path: Optional[Path] = None
-        self.facts: Optional[ModelFacts] = None
-        self.conversation_id: Optional[int] = None
-        self.load_handle: Optional[JobHandle] = None
-        self.reply_handle: Optional[JobHandle] = None
-        self._stream: Optional[ReplyStream] = None
-        self._reply_widget: Optional[MessageWidget] = None
-        self._reply_id: Optional[int] = None
+        self.model_path: Path | None = None
+        self.facts: ModelFacts | None = None
+        self.conversation_id: int | None = None
+        self.load_handle: JobHandle | None = None
+        self.reply_handle: JobHandle | None = None
+        self._stream: ReplyStream | None = None
+        self._reply_widget: MessageWidget | None = None
+        self._reply_id: int | None = None
         self._reply_conv: int = 0  # the conversation the running reply belongs to
-        self._editing_id: Optional[int] = None
+        self._editing_id: int | None = None
         self._pending_reply = False  # a reply waits for the model to finish loading
         self._closed = False
         self._library_models: list[Path] = []
@@ -79,9 +91,11 @@ class ChatPage(QWidget):
         self.new_chat()
         self.refresh_library()
         if self.store.moved_aside is not None:
-            self.error.show_error(f"The saved chats could not be read, so a new, empty list was started. The old file "
-                                  f"is kept as {self.store.moved_aside.name} in the data folder.",
-                                  str(self.store.moved_aside))
+            self.error.show_error(
+                f"The saved chats could not be read, so a new, empty list was started. The old file "
+                f"is kept as {self.store.moved_aside.name} in the data folder.",
+                str(self.store.moved_aside),
+            )
 
     # ---------------------------------------------------------------------------------- layout
     def _build(self) -> None:
@@ -225,8 +239,11 @@ class ChatPage(QWidget):
             if b.gpu_offload:
                 self.panel.set_gpu_support(True, f"GPU offload available ({', '.join(b.devices) or 'GPU'}).")
             else:
-                self.panel.set_gpu_support(False, "GPU layers: this llama.cpp build is CPU-only (no GPU offload "
-                                                  "compiled in), so every layer runs on the processor.")
+                self.panel.set_gpu_support(
+                    False,
+                    "GPU layers: this llama.cpp build is CPU-only (no GPU offload "
+                    "compiled in), so every layer runs on the processor.",
+                )
         except Exception as e:  # a broken llama.cpp shows up when loading; here it only disables the control
             self.panel.set_gpu_support(False, f"GPU offload unknown: {e}")
         last = self.ctx.setting("chat.last_model")
@@ -253,6 +270,7 @@ class ChatPage(QWidget):
 
     def refresh_library(self) -> None:
         """List the Library's models in the background (it walks folders), then refill the menu."""
+
         def list_gguf(report, cancel) -> list[Path]:
             from quantdesk.core import library
 
@@ -320,7 +338,11 @@ class ChatPage(QWidget):
 
     def preload(self) -> None:
         """Load the selected model now so the first reply starts at once."""
-        if self.model_path is not None and self._idle() and self.engine.needs_reload(self.model_path, self.panel.settings()):
+        if (
+            self.model_path is not None
+            and self._idle()
+            and self.engine.needs_reload(self.model_path, self.panel.settings())
+        ):
             self._start_load()
 
     def on_shown(self) -> None:
@@ -343,7 +365,8 @@ class ChatPage(QWidget):
         if verdict == "won't fit":
             self.error.show_error(
                 f"{self.model_path.name} will not fit in free memory with these settings. Lower the context "
-                "length or pick a smaller KV cache type in the model settings, or close other programs.")
+                "length or pick a smaller KV cache type in the model settings, or close other programs."
+            )
             self.panel_button.setChecked(True)
             return False
         if verdict == "tight":
@@ -496,8 +519,11 @@ class ChatPage(QWidget):
     def export_conversation(self, conversation_id: int, path: Path) -> Path:
         """Write Markdown (.md) or JSON (.json) by the file's suffix, atomically."""
         path = Path(path)
-        text = self.store.export_json(conversation_id) if path.suffix.lower() == ".json" \
+        text = (
+            self.store.export_json(conversation_id)
+            if path.suffix.lower() == ".json"
             else self.store.export_markdown(conversation_id)
+        )
         renames.write_text(path, text)
         return path
 
@@ -535,8 +561,9 @@ class ChatPage(QWidget):
 
     def _ask_delete(self, cid: int) -> None:
         conv = self.store.conversation(cid)
-        answer = QMessageBox.question(self, "Delete chat", f"Delete “{conv.title if conv else 'this chat'}”? "
-                                      "This cannot be undone.")
+        answer = QMessageBox.question(
+            self, "Delete chat", f"Delete “{conv.title if conv else 'this chat'}”? This cannot be undone."
+        )
         if answer == QMessageBox.StandardButton.Yes:
             self.delete_conversation(cid)
 
@@ -560,13 +587,18 @@ class ChatPage(QWidget):
             self.transcript.set_placeholder(None)
             return
         if self.model_path is None:
-            empty = EmptyState("No model to chat with",
-                               "Download a model in Discover, or open a GGUF file from the model menu above.",
-                               action="Go to Discover", on_action=lambda: self.ctx.show_page("discover"))
+            empty = EmptyState(
+                "No model to chat with",
+                "Download a model in Discover, or open a GGUF file from the model menu above.",
+                action="Go to Discover",
+                on_action=lambda: self.ctx.show_page("discover"),
+            )
         else:
-            empty = EmptyState(f"Chat with {self.model_path.stem}",
-                               "It runs on this computer: nothing you type leaves it. Type a message below; "
-                               "the model and its settings are in the panel at the top right.")
+            empty = EmptyState(
+                f"Chat with {self.model_path.stem}",
+                "It runs on this computer: nothing you type leaves it. Type a message below; "
+                "the model and its settings are in the panel at the top right.",
+            )
             for text in SUGGESTIONS:
                 b = QPushButton(text)
                 b.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -597,7 +629,7 @@ class ChatPage(QWidget):
         self._editing_id = None
         self.edit_notice.hide()
 
-    def send(self, text: Optional[str] = None) -> bool:
+    def send(self, text: str | None = None) -> bool:
         """Send the composer's text (or `text`); returns False when there is nothing to do."""
         text = (self.composer.edit.toPlainText() if text is None else text).strip()
         if not text or self._replying() or self.model_path is None:
@@ -657,7 +689,9 @@ class ChatPage(QWidget):
         settings = self.panel.settings()
         if self.engine.template_override != settings.template_override:
             self.engine.set_template(settings.template_override)
-        self.reply_handle = self.ctx.jobs.start(self.engine.generate_job(history, settings, self._stream), min_interval=0.1)
+        self.reply_handle = self.ctx.jobs.start(
+            self.engine.generate_job(history, settings, self._stream), min_interval=0.1
+        )
         self.reply_handle.progress.connect(self._reply_progress)
         self.reply_handle.finished.connect(self._reply_finished)
         self.reply_handle.failed.connect(self._reply_failed)
@@ -670,7 +704,7 @@ class ChatPage(QWidget):
             self._reply_widget.set_text(self._stream.text)
             self.footer.setText(f"{self._stream.tokens} tokens so far")
 
-    def _reply_finished(self, reply: Optional[Reply]) -> None:
+    def _reply_finished(self, reply: Reply | None) -> None:
         if self._closed:
             return
         text = reply.text if reply is not None else (self._stream.text if self._stream else "")
@@ -688,7 +722,9 @@ class ChatPage(QWidget):
         self._reply_widget = None
         self._reply_id = None
         self.footer.setText("")
-        self._set_status("Stopped. " + self._ready_text() if stats["finish_reason"] == "stopped" else self._ready_text())
+        self._set_status(
+            "Stopped. " + self._ready_text() if stats["finish_reason"] == "stopped" else self._ready_text()
+        )
         self._update_controls()
         self.refresh_conversations()
 
@@ -752,8 +788,10 @@ class ChatPage(QWidget):
         if settings.gpu_layers != 0 and self.panel.gpu_layers.isEnabled():
             layers = "all layers" if settings.gpu_layers < 0 else f"{settings.gpu_layers} layers"
             where = f"{layers} on the GPU"
-        return (f"{self.engine.model_path.stem} ready · {self.engine.context_size():,} tokens of context · "
-                f"{threads} thread{'s' if threads != 1 else ''} · {where}")
+        return (
+            f"{self.engine.model_path.stem} ready · {self.engine.context_size():,} tokens of context · "
+            f"{threads} thread{'s' if threads != 1 else ''} · {where}"
+        )
 
     def _set_status(self, text: str) -> None:
         self.status.setText(text or self._ready_text())
@@ -776,7 +814,8 @@ class ChatPage(QWidget):
                 handle.wait(10)
         self._closed = True  # results still queued for the UI thread are ignored from here on
         if self._reply_id is not None and self._stream is not None:
-            self.store.update_message(self._reply_id, self._stream.text, complete=True,
-                                      stats={"finish_reason": "stopped"})
+            self.store.update_message(
+                self._reply_id, self._stream.text, complete=True, stats={"finish_reason": "stopped"}
+            )
         self.engine.unload()
         self.store.close()

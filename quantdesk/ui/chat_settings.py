@@ -1,7 +1,6 @@
 """The chat's right-hand panel: the model's memory needs and every setting that shapes a reply."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -44,7 +43,7 @@ class ChatSettingsPanel(QFrame):
     changed = Signal()  # any setting changed (the page saves them for the model)
     reset_requested = Signal()
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("SettingsPane")
         self.setFixedWidth(296)
@@ -93,9 +92,15 @@ class ChatSettingsPanel(QFrame):
         self.repeat_penalty = _dspin(0.5, 2.0, 0.05)
         self.seed = _spin(-1, 2_147_483_647, "random")
         self.max_tokens = _spin(1, 32768)
-        for name, w in (("Temperature", self.temperature), ("Top P", self.top_p), ("Top K", self.top_k),
-                        ("Min P", self.min_p), ("Repeat penalty", self.repeat_penalty), ("Seed", self.seed),
-                        ("Max tokens", self.max_tokens)):
+        for name, w in (
+            ("Temperature", self.temperature),
+            ("Top P", self.top_p),
+            ("Top K", self.top_k),
+            ("Min P", self.min_p),
+            ("Repeat penalty", self.repeat_penalty),
+            ("Seed", self.seed),
+            ("Max tokens", self.max_tokens),
+        ):
             w.setAccessibleName(name)
             form.addRow(name, w)
         col.addLayout(form)
@@ -109,8 +114,10 @@ class ChatSettingsPanel(QFrame):
         self.context_length.setSingleStep(256)
         self.threads = _spin(0, 256, "auto")
         self.gpu_layers = _spin(-1, 999, "auto")
-        self.gpu_layers.setToolTip("How many layers run on the GPU: 'auto' offloads as many as fit in free "
-                                   "GPU memory; a number larger than the model's layers offloads all of them")
+        self.gpu_layers.setToolTip(
+            "How many layers run on the GPU: 'auto' offloads as many as fit in free "
+            "GPU memory; a number larger than the model's layers offloads all of them"
+        )
         self.kv_cache = QComboBox()
         for t in KV_CACHE_TYPES:
             self.kv_cache.addItem(t, t)
@@ -122,8 +129,13 @@ class ChatSettingsPanel(QFrame):
         self.template.addItem("From the model file", "")
         for key, t in TEMPLATES.items():
             self.template.addItem(t.label, key)
-        for name, w in (("Context", self.context_length), ("Threads", self.threads), ("GPU layers", self.gpu_layers),
-                        ("KV cache", self.kv_cache), ("Template", self.template)):
+        for name, w in (
+            ("Context", self.context_length),
+            ("Threads", self.threads),
+            ("GPU layers", self.gpu_layers),
+            ("KV cache", self.kv_cache),
+            ("Template", self.template),
+        ):
             w.setAccessibleName(name)
             form2.addRow(name, w)
         col.addLayout(form2)
@@ -134,7 +146,7 @@ class ChatSettingsPanel(QFrame):
         col.addWidget(self.reset_button)
         col.addStretch(1)
 
-        self._facts: Optional[ModelFacts] = None
+        self._facts: ModelFacts | None = None
         self._loading = False
         for w in (self.temperature, self.top_p, self.min_p, self.repeat_penalty):
             w.valueChanged.connect(self._changed)
@@ -148,7 +160,7 @@ class ChatSettingsPanel(QFrame):
         self.gpu_layers.setEnabled(supported)
         self.gpu_note.setText(reason)
 
-    def set_model(self, facts: Optional[ModelFacts]) -> None:
+    def set_model(self, facts: ModelFacts | None) -> None:
         self._facts = facts
         if facts is None:
             self.model_name.setText("No model selected")
@@ -157,8 +169,10 @@ class ChatSettingsPanel(QFrame):
             return
         self.model_name.setText(facts.path.name)
         ctx = f"{facts.context_train:,} tokens trained context" if facts.context_train else "context unknown"
-        self.model_facts.setText(f"{facts.architecture} · {human_bytes(facts.size_bytes)} · {ctx}"
-                                 + ("" if facts.has_template else " · no chat template in the file"))
+        self.model_facts.setText(
+            f"{facts.architecture} · {human_bytes(facts.size_bytes)} · {ctx}"
+            + ("" if facts.has_template else " · no chat template in the file")
+        )
         if facts.context_train:
             self.context_length.setMaximum(max(256, facts.context_train))
         self._update_memory()
@@ -215,13 +229,17 @@ class ChatSettingsPanel(QFrame):
         tone = {"fits": c["ok"], "tight": c["warning"]}.get(est.verdict, c["error"])
         self.memory.setText(
             f'<span style="color:{tone}; font-weight:600">{est.verdict.capitalize()}</span>'
-            f' — needs about {human_bytes(est.total_bytes)} '
+            f" — needs about {human_bytes(est.total_bytes)} "
             f'<span style="color:{c["muted"]}">(weights {human_bytes(est.weights_bytes)}, '
-            f'KV cache {human_bytes(est.kv_cache_bytes)}, buffers {human_bytes(est.overhead_bytes)}) '
-            f'of {human_bytes(est.available_bytes)} free'
-            + (f'; {human_bytes(est.gpu_bytes)} on the GPU of {human_bytes(est.vram_free_bytes or 0)} free'
-               if est.gpu_bytes else '')
-            + '</span>')
+            f"KV cache {human_bytes(est.kv_cache_bytes)}, buffers {human_bytes(est.overhead_bytes)}) "
+            f"of {human_bytes(est.available_bytes)} free"
+            + (
+                f"; {human_bytes(est.gpu_bytes)} on the GPU of {human_bytes(est.vram_free_bytes or 0)} free"
+                if est.gpu_bytes
+                else ""
+            )
+            + "</span>"
+        )
 
     def _estimate(self):  # -> MemoryEstimate
         from quantdesk.core.hardware import llama_backend  # cached after the first call

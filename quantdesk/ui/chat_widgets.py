@@ -1,8 +1,8 @@
 """The pieces of the chat view: a message, the transcript that holds them, and the composer."""
+
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QFontMetrics, QGuiApplication, QKeyEvent
@@ -48,7 +48,7 @@ def stats_line(stats: dict) -> str:
 class MessageText(QTextBrowser):
     """Rich text that is exactly as tall as its content (the transcript scrolls, not the message)."""
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -58,8 +58,9 @@ class MessageText(QTextBrowser):
         self.document().setDocumentMargin(0)
         self.viewport().setAutoFillBackground(False)
         self.setStyleSheet("QTextBrowser { background: transparent; border: none; padding: 0; }")
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction
-                                     | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextBrowserInteraction | Qt.TextInteractionFlag.TextSelectableByKeyboard
+        )
         self._text = ""
 
     def set_markdown(self, text: str) -> None:
@@ -93,7 +94,7 @@ class MessageWidget(QFrame):
     regenerate_requested = Signal(int)
     edit_requested = Signal(int)
 
-    def __init__(self, message_id: int, role: str, text: str = "", author: str = "", parent: Optional[QWidget] = None):
+    def __init__(self, message_id: int, role: str, text: str = "", author: str = "", parent: QWidget | None = None):
         super().__init__(parent)
         self.message_id = message_id
         self.role = role
@@ -131,8 +132,8 @@ class MessageWidget(QFrame):
             foot.addStretch(1)
         self.copy_button = self._action("copy", "Copy", self._copy)
         foot.addWidget(self.copy_button)
-        self.regenerate_button: Optional[QToolButton] = None
-        self.edit_button: Optional[QToolButton] = None
+        self.regenerate_button: QToolButton | None = None
+        self.edit_button: QToolButton | None = None
         if role == "assistant":
             self.regenerate_button = self._action("regenerate", "Regenerate", self._regenerate)
             foot.addWidget(self.regenerate_button)
@@ -187,7 +188,7 @@ class MessageWidget(QFrame):
 class Transcript(QScrollArea):
     """The messages in a centred column of readable width; follows the bottom while streaming."""
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("Transcript")
         self.setWidgetResizable(True)
@@ -211,7 +212,7 @@ class Transcript(QScrollArea):
         self.verticalScrollBar().valueChanged.connect(self._on_scrolled)
         self.verticalScrollBar().rangeChanged.connect(self._on_range)
         self.messages: list[MessageWidget] = []
-        self.placeholder: Optional[QWidget] = None
+        self.placeholder: QWidget | None = None
 
     def _on_scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
@@ -232,7 +233,7 @@ class Transcript(QScrollArea):
         self.messages = []
         self.set_placeholder(None)
 
-    def set_placeholder(self, widget: Optional[QWidget]) -> None:
+    def set_placeholder(self, widget: QWidget | None) -> None:
         if self.placeholder is not None:
             self.placeholder.setParent(None)
             self.placeholder.deleteLater()
@@ -263,7 +264,7 @@ class ComposerEdit(QPlainTextEdit):
     send = Signal()
     stop = Signal()
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("ComposerEdit")
         self.setPlaceholderText("Type a message…")
@@ -287,15 +288,16 @@ class ComposerEdit(QPlainTextEdit):
     def _grow(self) -> None:
         fm = QFontMetrics(self.font())
         lines = max(1, int(self.document().size().height()))
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded if lines > 8
-                                        else Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(
+            Qt.ScrollBarPolicy.ScrollBarAsNeeded if lines > 8 else Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+        )
         self.setFixedHeight(min(8, lines) * fm.lineSpacing() + 20)
 
 
 class Composer(QFrame):
     """The message box with its Send / Stop button."""
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("Composer")
         row = QHBoxLayout(self)
@@ -323,8 +325,10 @@ class Composer(QFrame):
             self.button.setIcon(theme.icon("send", "accent_text", 18))
             self.button.setToolTip("Send (Enter)")
             self.button.setAccessibleName("Send")
-            self.button.setStyleSheet(f"QPushButton {{ border-radius: 18px; background: {c['accent']}; border-color: {c['accent']}; }}"
-                                      f"QPushButton:disabled {{ background: {c['border']}; border-color: {c['border']}; }}")
+            self.button.setStyleSheet(
+                f"QPushButton {{ border-radius: 18px; background: {c['accent']}; border-color: {c['accent']}; }}"
+                f"QPushButton:disabled {{ background: {c['border']}; border-color: {c['border']}; }}"
+            )
 
     def eventFilter(self, obj, event) -> bool:
         if obj is self.edit and event.type() in (QEvent.Type.FocusIn, QEvent.Type.FocusOut):
@@ -336,4 +340,3 @@ class Composer(QFrame):
 
 def copy_text(text: str) -> None:
     QGuiApplication.clipboard().setText(text)
-

@@ -8,10 +8,11 @@ A page is constructed as `Page(ctx, parent=None)`. Through `ctx` it can:
   quantization wrote a file; connect to it to refresh lists.
 Page keys are the PAGE_KEYS below, in sidebar order.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -29,7 +30,7 @@ class AppContext(QObject):
     new_chat_requested = Signal()
     settings_changed = Signal(str)  # the key that changed
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.jobs = JobManager(self)
 

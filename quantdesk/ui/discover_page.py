@@ -7,11 +7,13 @@ the download queue below. Every call to the Hub is an quantdesk.core.jobs.Job ru
 the window never waits on the network. Lists are Qt item models over quantdesk.core's dataclasses:
 ResultsModel (search results), FilesModel (grouped files + fit) and DownloadsModel (the queue).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import QBrush, QDesktopServices, QFont, QKeySequence, QPainter, QShortcut
@@ -39,10 +41,10 @@ from quantdesk.core.jobs import Job, Progress
 from quantdesk.core.units import human_bytes, human_duration, human_rate
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
+    RIGHT,
     BasePage,
     EmptyState,
     ErrorBanner,
-    RIGHT,
     RowTableModel,
     label,
     primary_button,
@@ -52,10 +54,19 @@ from quantdesk.ui.widgets import (
 
 log = logging.getLogger(__name__)
 
-SORT_CHOICES = [("Most downloaded", "downloads"), ("Most liked", "likes"), ("Trending", "trending"),
-                ("Recently updated", "updated")]
-SIZE_CHOICES = [("Any size", None, None), ("Up to 3B", None, 3), ("3B to 9B", 3, 9), ("9B to 35B", 9, 35),
-                ("35B and up", 35, None)]
+SORT_CHOICES = [
+    ("Most downloaded", "downloads"),
+    ("Most liked", "likes"),
+    ("Trending", "trending"),
+    ("Recently updated", "updated"),
+]
+SIZE_CHOICES = [
+    ("Any size", None, None),
+    ("Up to 3B", None, 3),
+    ("3B to 9B", 3, 9),
+    ("9B to 35B", 9, 35),
+    ("35B and up", 35, None),
+]
 ARCHITECTURES = ["", "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "phi3", "deepseek", "granite"]
 CONTEXTS = [2048, 4096, 8192, 16384, 32768, 131072]
 VERDICT_TONE = {"fits": "ok", "tight": "warning", "won't fit": "error"}
@@ -71,7 +82,7 @@ class ResultsModel(RowTableModel):
     COLUMNS = ("Model", "Author", "Downloads", "Likes", "Updated", "License", "Access")
     RIGHT_ALIGNED = frozenset({2, 3})
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._rows: list[hub.ModelSummary] = []
 
@@ -125,7 +136,7 @@ class FilesModel(RowTableModel):
     COLUMNS = ("Level", "Size", "This machine", "Memory needed")
     RIGHT_ALIGNED = frozenset({1, 3})
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._rows: list[hub.GroupFit] = []
 
@@ -150,7 +161,9 @@ class FilesModel(RowTableModel):
                 extra = f"  ·  {g.shards} parts" if g.shards > 1 else ""
                 if not g.complete:
                     extra += "  ·  parts missing"
-                return ("★ " if gf.recommended else "") + g.label + extra + ("  ·  recommended" if gf.recommended else "")
+                return (
+                    ("★ " if gf.recommended else "") + g.label + extra + ("  ·  recommended" if gf.recommended else "")
+                )
             if col == 1:
                 return human_bytes(g.size)
             if col == 2:
@@ -179,19 +192,24 @@ class DownloadItem:
 
     spec: downloads.DownloadSpec
     state: str = "queued"  # queued | running | paused | failed | done
-    job: Optional[downloads.DownloadJob] = None
+    job: downloads.DownloadJob | None = None
     handle: Any = None
-    progress: Optional[Progress] = None
+    progress: Progress | None = None
     error: str = ""
     done_bytes: int = 0
 
 
 class DownloadsModel(QAbstractTableModel):
     COLUMNS = ("Download", "Progress", "Speed", "Time left", "Status")
-    STATES = {"queued": "Waiting", "running": "Downloading", "paused": "Paused", "failed": "Failed",
-              "done": "In your Library"}
+    STATES = {
+        "queued": "Waiting",
+        "running": "Downloading",
+        "paused": "Paused",
+        "failed": "Failed",
+        "done": "In your Library",
+    }
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.items: list[DownloadItem] = []
 
@@ -282,19 +300,25 @@ class DownloadQueue(QObject):
     completed = Signal(object)  # DownloadItem
     failed = Signal(object)  # DownloadItem
 
-    def __init__(self, ctx, parent: Optional[QObject] = None, job_options: Optional[dict] = None):
+    def __init__(self, ctx, parent: QObject | None = None, job_options: dict | None = None):
         super().__init__(parent)
         self.ctx = ctx
         self.model = DownloadsModel(self)
         self.job_options = job_options or {}
         for spec in downloads.pending():
-            self.model.add(DownloadItem(spec, state="paused", done_bytes=downloads.downloaded_bytes(spec),
-                                        error="Interrupted last time; resume to continue where it stopped."))
+            self.model.add(
+                DownloadItem(
+                    spec,
+                    state="paused",
+                    done_bytes=downloads.downloaded_bytes(spec),
+                    error="Interrupted last time; resume to continue where it stopped.",
+                )
+            )
 
     def items(self) -> list[DownloadItem]:
         return list(self.model.items)
 
-    def find(self, spec: downloads.DownloadSpec) -> Optional[DownloadItem]:
+    def find(self, spec: downloads.DownloadSpec) -> DownloadItem | None:
         return next((i for i in self.model.items if i.spec.id == spec.id), None)
 
     def add(self, spec: downloads.DownloadSpec) -> DownloadItem:
@@ -335,7 +359,7 @@ class DownloadQueue(QObject):
         self.model.remove(item)
         self.changed.emit()
 
-    def running(self) -> Optional[DownloadItem]:
+    def running(self) -> DownloadItem | None:
         return next((i for i in self.model.items if i.state == "running"), None)
 
     def shutdown(self) -> None:
@@ -357,7 +381,9 @@ class DownloadQueue(QObject):
         item.handle.progress.connect(while_alive(self, lambda p: self._progress(item, p)))
         item.handle.finished.connect(while_alive(self, lambda _result: self._ended(item, "done")))
         item.handle.failed.connect(while_alive(self, lambda e, _tb: self._ended(item, "failed", e)))
-        item.handle.cancelled.connect(while_alive(self, lambda: self._ended(item, "paused" if job.paused else "cancelled")))
+        item.handle.cancelled.connect(
+            while_alive(self, lambda: self._ended(item, "paused" if job.paused else "cancelled"))
+        )
         self.model.refresh(item)
 
     def _progress(self, item: DownloadItem, p: Progress) -> None:
@@ -366,7 +392,7 @@ class DownloadQueue(QObject):
         if item in self.model.items:
             self.model.refresh(item)
 
-    def _ended(self, item: DownloadItem, state: str, error: Optional[BaseException] = None) -> None:
+    def _ended(self, item: DownloadItem, state: str, error: BaseException | None = None) -> None:
         item.job, item.handle = None, None
         if state == "cancelled":
             if item in self.model.items:
@@ -377,8 +403,11 @@ class DownloadQueue(QObject):
                 item.done_bytes = item.spec.total_bytes
                 item.progress = None
             if error is not None:
-                item.error = str(error) if isinstance(error, (downloads.DownloadError, hub.HubError)) else (
-                    f"Unexpected error: {type(error).__name__}: {error}")
+                item.error = (
+                    str(error)
+                    if isinstance(error, (downloads.DownloadError, hub.HubError))
+                    else (f"Unexpected error: {type(error).__name__}: {error}")
+                )
             self.model.refresh(item)
             if state == "done":
                 self.completed.emit(item)
@@ -396,16 +425,21 @@ class TokenDialog(QDialog):
     """Enter a Hub access token; it is checked against the Hub and saved where huggingface_hub
     keeps it (HF_HOME/token), so every Hugging Face tool on this machine shares it."""
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None):
+    def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(parent)
         self.ctx = ctx
         self.setWindowTitle("Hugging Face token")
         self.setMinimumWidth(440)
         col = QVBoxLayout(self)
         col.setSpacing(8)
-        col.addWidget(label("A token lets you download gated models whose terms you accepted on the Hub, and "
-                            "your private models. Create a read token in your Hugging Face settings "
-                            "(Access Tokens).", wrap=True))
+        col.addWidget(
+            label(
+                "A token lets you download gated models whose terms you accepted on the Hub, and "
+                "your private models. Create a read token in your Hugging Face settings "
+                "(Access Tokens).",
+                wrap=True,
+            )
+        )
         self.status = label("", "Muted", wrap=True)
         col.addWidget(self.status)
         self.edit = QLineEdit()
@@ -428,11 +462,13 @@ class TokenDialog(QDialog):
 
     def _update_status(self) -> None:
         source = hub.token_source()
-        self.status.setText({
-            "HF_TOKEN": "The HF_TOKEN environment variable is set; it is used instead of a saved token.",
-            "saved": "A token is saved on this machine.",
-            "": "No token yet.",
-        }[source])
+        self.status.setText(
+            {
+                "HF_TOKEN": "The HF_TOKEN environment variable is set; it is used instead of a saved token.",
+                "saved": "A token is saved on this machine.",
+                "": "No token yet.",
+            }[source]
+        )
         self.remove_button.setEnabled(source == "saved")
 
     def _save(self) -> None:
@@ -469,13 +505,13 @@ class TokenDialog(QDialog):
 class DiscoverPage(BasePage):
     title = "Discover"
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None, job_options: Optional[dict] = None):
+    def __init__(self, ctx, parent: QWidget | None = None, job_options: dict | None = None):
         super().__init__(ctx, parent)
         self._query = hub.SearchQuery()
         self._page = 0
         self._search_generation = 0
         self._open_generation = 0
-        self.view: Optional[hub.RepoView] = None
+        self.view: hub.RepoView | None = None
         self.header.subtitle.setText("Models from the Hugging Face Hub")
         self.token_button = QPushButton("Hub token…")
         self.token_button.clicked.connect(self.open_token_dialog)
@@ -570,7 +606,8 @@ class DiscoverPage(BasePage):
         self.results_empty = EmptyState(
             "Find a model",
             "Search the Hugging Face Hub by name. GGUF repos run right away; safetensors checkpoints can be "
-            "converted and quantized here. Pick a result to see its files and what fits this machine.")
+            "converted and quantized here. Pick a result to see its files and what fits this machine.",
+        )
         self.results_stack.addWidget(self.results_empty)
         self.results_model = ResultsModel(self)
         self.results_view = QTableView()
@@ -702,8 +739,11 @@ class DiscoverPage(BasePage):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop and delete what was downloaded")
         self.library_button = QPushButton("Show in Library")
-        for b, fn in ((self.pause_button, self.queue.pause), (self.resume_button, self.queue.resume),
-                      (self.cancel_button, self.queue.cancel)):
+        for b, fn in (
+            (self.pause_button, self.queue.pause),
+            (self.resume_button, self.queue.resume),
+            (self.cancel_button, self.queue.cancel),
+        ):
             b.clicked.connect(lambda _=False, fn=fn: self._on_selected_download(fn))
             row.addWidget(b)
         self.library_button.clicked.connect(lambda: self.ctx.show_page("library"))
@@ -732,7 +772,8 @@ class DiscoverPage(BasePage):
             safetensors=self.safetensors_check.isChecked(),
             text_generation=self.textgen_check.isChecked(),
             architecture="" if arch.lower() == "any" else arch,
-            min_params_b=lo, max_params_b=hi,
+            min_params_b=lo,
+            max_params_b=hi,
             sort=self.sort_combo.currentData(),
         )
 
@@ -769,8 +810,11 @@ class DiscoverPage(BasePage):
             self.results_model.set_rows(result.results)
         n = self.results_model.rowCount()
         self.results_stack.setCurrentIndex(1)
-        self.results_status.setText(f"{n} model{'s' if n != 1 else ''}" + (" — more available" if result.has_more else "")
-                                    if n else "Nothing matches; try fewer words or filters.")
+        self.results_status.setText(
+            f"{n} model{'s' if n != 1 else ''}" + (" — more available" if result.has_more else "")
+            if n
+            else "Nothing matches; try fewer words or filters."
+        )
         self.more_button.setVisible(result.has_more)
         self.more_button.setEnabled(True)
 
@@ -812,9 +856,14 @@ class DiscoverPage(BasePage):
         self.view = view
         d = view.details
         self.model_title.setText(d.repo_id)
-        facts = [d.license and f"Licence: {d.license}", f"{d.downloads:,} downloads", f"{d.likes:,} likes",
-                 d.last_modified and f"updated {d.last_modified:%Y-%m-%d}",
-                 d.parameters and f"{hub.params_text(d.parameters)} parameters", d.architecture]
+        facts = [
+            d.license and f"Licence: {d.license}",
+            f"{d.downloads:,} downloads",
+            f"{d.likes:,} likes",
+            d.last_modified and f"updated {d.last_modified:%Y-%m-%d}",
+            d.parameters and f"{hub.params_text(d.parameters)} parameters",
+            d.architecture,
+        ]
         self.model_facts.setText("  ·  ".join(str(f) for f in facts if f))
         tags = [t for t in d.tags if not t.startswith(("license:", "base_model:", "region:"))]
         self.model_tags.setText("Tags: " + ", ".join(tags[:16]) if tags else "")
@@ -823,8 +872,9 @@ class DiscoverPage(BasePage):
             have = hub.token_source()
             self.gated_text.setText(
                 "This model is gated: its authors ask you to accept their terms before downloading. Accept them on "
-                "its Hub page with your account, then " + ("make sure your token belongs to that account."
-                                                         if have else "enter an access token here."))
+                "its Hub page with your account, then "
+                + ("make sure your token belongs to that account." if have else "enter an access token here.")
+            )
         idx = CONTEXTS.index(4096) if view.shape.max_context is None or view.shape.max_context >= 4096 else 0
         self.context_combo.blockSignals(True)
         self.context_combo.setCurrentIndex(idx)
@@ -844,11 +894,15 @@ class DiscoverPage(BasePage):
         self.memory_label.setText(f"— {human_bytes(mem.available_bytes)} of {human_bytes(mem.total_bytes)} RAM free")
         shape = self.view.shape
         if shape.source == "estimate":
-            self.shape_note.setText("KV cache estimated from the model's size (no config.json found). "
-                                    "★ marks the largest level that fits with room to spare.")
+            self.shape_note.setText(
+                "KV cache estimated from the model's size (no config.json found). "
+                "★ marks the largest level that fits with room to spare."
+            )
         else:
-            self.shape_note.setText(f"KV cache from config.json: {shape.n_layers} layers, {shape.n_kv_heads} KV heads. "
-                                    "★ marks the largest level that fits with room to spare.")
+            self.shape_note.setText(
+                f"KV cache from config.json: {shape.n_layers} layers, {shape.n_kv_heads} KV heads. "
+                "★ marks the largest level that fits with room to spare."
+            )
         if not rows:
             self.shape_note.setText("No GGUF files or safetensors checkpoint in this repo.")
         rec = self.files_model.recommended_row()
@@ -856,7 +910,7 @@ class DiscoverPage(BasePage):
             self.files_view.selectRow(rec if rec >= 0 else 0)
         self._update_download_button()
 
-    def selected_group(self) -> Optional[hub.GroupFit]:
+    def selected_group(self) -> hub.GroupFit | None:
         idx = self.files_view.currentIndex()
         return self.files_model.item(idx.row()) if idx.isValid() else None
 
@@ -889,14 +943,16 @@ class DiscoverPage(BasePage):
     def _update_token_button(self) -> None:
         source = hub.token_source()
         self.token_button.setText("Hub token ✓" if source else "Hub token…")
-        self.token_button.setToolTip({
-            "HF_TOKEN": "Using the token in the HF_TOKEN environment variable",
-            "saved": "A Hugging Face token is saved on this machine; click to change it",
-            "": "Enter a Hugging Face access token (for gated and private models)",
-        }[source])
+        self.token_button.setToolTip(
+            {
+                "HF_TOKEN": "Using the token in the HF_TOKEN environment variable",
+                "saved": "A Hugging Face token is saved on this machine; click to change it",
+                "": "Enter a Hugging Face access token (for gated and private models)",
+            }[source]
+        )
 
     # -- queue ----------------------------------------------------------------------------
-    def _selected_download(self) -> Optional[DownloadItem]:
+    def _selected_download(self) -> DownloadItem | None:
         idx = self.queue_view.currentIndex()
         items = self.queue.items()
         if idx.isValid() and idx.row() < len(items):
@@ -945,4 +1001,3 @@ class DiscoverPage(BasePage):
     def shutdown(self) -> None:
         """Called by the main window before it closes: keep downloads resumable."""
         self.queue.shutdown()
-

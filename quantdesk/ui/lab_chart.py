@@ -3,9 +3,11 @@
 A module of its own because pyqtgraph takes a few tenths of a second to import: the Lab page
 builds the chart the first time it shows a result, not while the window opens.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -20,8 +22,9 @@ from quantdesk.ui.widgets import label
 class _KLAxis(pg.AxisItem):
     """The KL axis leaves room below 0 for labels; a KL divergence is never negative, so no ticks there."""
 
-    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
-        return ["" if v < -1e-12 else s for v, s in zip(values, super().tickStrings(values, scale, spacing))]
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        labels = super().tickStrings(values, scale, spacing)
+        return ["" if v < -1e-12 else s for v, s in zip(values, labels, strict=False)]
 
 
 class LadderChart(QWidget):
@@ -34,7 +37,7 @@ class LadderChart(QWidget):
 
     POINT = 11  # point diameter, px
 
-    def __init__(self, tone: Callable[[LevelResult], str], parent: Optional[QWidget] = None):
+    def __init__(self, tone: Callable[[LevelResult], str], parent: QWidget | None = None):
         super().__init__(parent)
         self._tone = tone  # a level's theme tone, as the table colours its verdict
         col = QVBoxLayout(self)
@@ -54,7 +57,7 @@ class LadderChart(QWidget):
         self.legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
         col.addWidget(self.legend)
 
-        self._result: Optional[LadderResult] = None
+        self._result: LadderResult | None = None
         self._points: list[tuple[str, float, float]] = []  # (level, x, y) as plotted
         self._labels: list[pg.TextItem] = []
         self._unit = (1e6, "MB")
@@ -79,14 +82,25 @@ class LadderChart(QWidget):
             axis.setTickFont(font)
             axis.enableAutoSIPrefix(False)
         dot = '<span style="color:{};">●</span>&nbsp;{}'  # wraps between entries only
-        self.legend.setText("&nbsp;&nbsp; ".join(dot.format(c[tone], words.replace(" ", "&nbsp;")) for tone, words in (
-            ("accent", "source"), ("ok", "close or small loss"), ("warning", "noticeable"), ("error", "large loss"))))
-        self.legend.setToolTip(f"Colours from the KL divergence: close to the original below {CLOSE_KL}, small "
-                               f"loss below {SMALL_KL}, noticeable below {NOTICEABLE_KL}, large loss above; the "
-                               "source is the reference")
+        self.legend.setText(
+            "&nbsp;&nbsp; ".join(
+                dot.format(c[tone], words.replace(" ", "&nbsp;"))
+                for tone, words in (
+                    ("accent", "source"),
+                    ("ok", "close or small loss"),
+                    ("warning", "noticeable"),
+                    ("error", "large loss"),
+                )
+            )
+        )
+        self.legend.setToolTip(
+            f"Colours from the KL divergence: close to the original below {CLOSE_KL}, small "
+            f"loss below {SMALL_KL}, noticeable below {NOTICEABLE_KL}, large loss above; the "
+            "source is the reference"
+        )
         self.set_result(self._result)
 
-    def set_result(self, result: Optional[LadderResult]) -> None:
+    def set_result(self, result: LadderResult | None) -> None:
         self._result = result
         c = theme.colors()
         self.plot.clear()
@@ -108,18 +122,27 @@ class LadderChart(QWidget):
         xs = [r.file_bytes / self._unit[0] for r in by_size]
         ys = [0.0 if r.is_source else r.kl_mean for r in by_size]
         self.plot.addItem(pg.PlotDataItem(xs, ys, pen=pg.mkPen(c["border"], width=1.5)))
-        spots = [{
-            "pos": (x, y), "size": self.POINT, "data": r.level,
-            "brush": pg.mkBrush(c[self._tone(r)]), "pen": pg.mkPen(c["surface"], width=1.5),
-        } for r, x, y in zip(by_size, xs, ys)]
+        spots = [
+            {
+                "pos": (x, y),
+                "size": self.POINT,
+                "data": r.level,
+                "brush": pg.mkBrush(c[self._tone(r)]),
+                "pen": pg.mkPen(c["surface"], width=1.5),
+            }
+            for r, x, y in zip(by_size, xs, ys, strict=True)
+        ]
         unit = self._unit[1]
-        scatter = pg.ScatterPlotItem(hoverable=True, hoverSize=self.POINT + 4,
-                                     tip=lambda x, y, data: f"{data}: {x:.2f} {unit}, KL divergence {y:.4f}")
+        scatter = pg.ScatterPlotItem(
+            hoverable=True,
+            hoverSize=self.POINT + 4,
+            tip=lambda x, y, data: f"{data}: {x:.2f} {unit}, KL divergence {y:.4f}",
+        )
         scatter.addPoints(spots)
         self.plot.addItem(scatter)
         font = QFont()
         font.setPixelSize(12)
-        for r, x, y in zip(by_size, xs, ys):
+        for r, x, y in zip(by_size, xs, ys, strict=True):
             self._points.append((r.level, x, y))
             text = pg.TextItem(f"{r.level} (source)" if r.is_source else r.level, color=c["text"], anchor=(0, 0))
             text.setFont(font)
@@ -142,7 +165,7 @@ class LadderChart(QWidget):
         r = self.POINT / 2 + 1
         dots = [vb.mapViewToScene(QPointF(x, y)) for _, x, y in self._points]
         taken = [QRectF(p.x() - r, p.y() - r, 2 * r, 2 * r) for p in dots]
-        for text, p in zip(self._labels, dots):
+        for text, p in zip(self._labels, dots, strict=False):
             box = text.textItem.boundingRect()
             w, h = box.width(), box.height()
             best, best_cost = None, float("inf")
@@ -164,8 +187,18 @@ class LadderChart(QWidget):
         then half a line higher or lower (for points that sit close together)."""
         x, y = p.x(), p.y()
         right, left, mid = x + r, x - r - w, x - w / 2
-        out = [QPointF(right, y - h + 4), QPointF(right, y - 4), QPointF(left, y - h + 4), QPointF(left, y - 4),
-               QPointF(mid, y - r - h), QPointF(mid, y + r)]
-        out += [QPointF(right, y - 2 * h + 8), QPointF(left, y - 2 * h + 8), QPointF(right, y + h - 8),
-                QPointF(left, y + h - 8)]
+        out = [
+            QPointF(right, y - h + 4),
+            QPointF(right, y - 4),
+            QPointF(left, y - h + 4),
+            QPointF(left, y - 4),
+            QPointF(mid, y - r - h),
+            QPointF(mid, y + r),
+        ]
+        out += [
+            QPointF(right, y - 2 * h + 8),
+            QPointF(left, y - 2 * h + 8),
+            QPointF(right, y + h - 8),
+            QPointF(left, y + h - 8),
+        ]
         return out

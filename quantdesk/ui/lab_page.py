@@ -12,11 +12,12 @@ itself: it only formats what LadderResult holds, plus a verdict in words from th
 Double-clicking a level opens that file in Chat. The chart (quantdesk.ui.lab_chart) is pyqtgraph,
 built the first time a result is shown.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush, QFont
@@ -41,47 +42,59 @@ from PySide6.QtWidgets import (
 
 from quantdesk.core import library
 from quantdesk.core.evaluate import (
-    cache_bytes,
-    clear_cache,
+    CLOSE_KL,
     DEFAULT_LEVELS,
+    NOTICEABLE_KL,
+    SMALL_KL,
     EvaluateError,
     LadderRequest,
     LadderResult,
     LevelResult,
+    cache_bytes,
+    clear_cache,
     delete_result,
     ladder_job,
     list_results,
     quality_words,
-    CLOSE_KL,
-    NOTICEABLE_KL,
-    SMALL_KL,
 )
 from quantdesk.core.jobs import Progress
 from quantdesk.core.quant_plan import FILE_TYPES
 from quantdesk.core.units import human_bytes
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
-    ask_for_gguf,
-    ask_to_delete,
-    path_in_combo,
-    select_path_in_combo,
+    RIGHT,
     BasePage,
     ElidedLabel,
     EmptyState,
     ErrorBanner,
     JobProgress,
-    RIGHT,
     RowTableModel,
+    ask_for_gguf,
+    ask_to_delete,
     label,
+    path_in_combo,
     primary_button,
+    select_path_in_combo,
     setup_list_table,
     while_alive,
 )
 from quantdesk.ui.workers import JobHandle
 
 # The levels offered, largest first, laid out in rows of LEVEL_COLUMNS checkboxes.
-LAB_LEVELS = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S",
-              "IQ4_NL", "Q4_0", "IQ4_XS", "Q3_K_M", "Q3_K_S", "Q2_K")
+LAB_LEVELS = (
+    "Q8_0",
+    "Q6_K",
+    "Q5_K_M",
+    "Q5_K_S",
+    "Q4_K_M",
+    "Q4_K_S",
+    "IQ4_NL",
+    "Q4_0",
+    "IQ4_XS",
+    "Q3_K_M",
+    "Q3_K_S",
+    "Q2_K",
+)
 LEVEL_COLUMNS = 4
 TOKEN_CHOICES = (512, 1024, 2048)
 FLOAT_TYPES = ("F32", "F16", "BF16")
@@ -90,12 +103,18 @@ READING_NOTE = (
     "source's, in nats; below 0.01 is hard to notice, above 0.1 answers change noticeably. <i>Perplexity</i>: how "
     "surprised the model is by the text; compare it between levels of one model only. <i>Top-token "
     "agreement</i>: how often the level picks the same next token as the source. Speeds are measured on "
-    "this computer. Hover a point or a row for every figure; double-click a row to chat with that file.")
+    "this computer. Hover a point or a row for every figure; double-click a row to chat with that file."
+)
 SOURCE_HINT = "Best with the model's F16 or BF16 file: every level is made from it and compared with it."
 
 # The tone each of quantdesk.core.evaluate.quality_words' verdicts is shown in.
-VERDICT_TONES = {"the original": "accent", "close to the original": "ok", "small loss": "ok",
-                 "noticeable loss": "warning", "large loss": "error"}
+VERDICT_TONES = {
+    "the original": "accent",
+    "close to the original": "ok",
+    "small loss": "ok",
+    "noticeable loss": "warning",
+    "large loss": "error",
+}
 
 
 def verdict(row: LevelResult) -> tuple[str, str]:
@@ -139,8 +158,19 @@ class LadderModel(RowTableModel):
     """One ladder's rows: the source first, then the levels, largest first (as the core orders them)."""
 
     # Two-line headers keep the table narrow; where it is still too wide, OPTIONAL columns give way.
-    COLUMNS = ("Level", "Size", "Bits/\nweight", "Perplexity", "Δ\nperplexity", "KL\ndivergence",
-               "KL p99", "Top-token\nagreement", "Prompt\nt/s", "Generate\nt/s", "Quality")
+    COLUMNS = (
+        "Level",
+        "Size",
+        "Bits/\nweight",
+        "Perplexity",
+        "Δ\nperplexity",
+        "KL\ndivergence",
+        "KL p99",
+        "Top-token\nagreement",
+        "Prompt\nt/s",
+        "Generate\nt/s",
+        "Quality",
+    )
     RIGHT_ALIGNED = frozenset(range(1, 10))
     QUALITY = 10
     # Hidden in this order when the table is too narrow for all (every figure stays in the row's tooltip).
@@ -160,11 +190,11 @@ class LadderModel(RowTableModel):
         f"noticeable below {NOTICEABLE_KL}",
     )
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._rows: list[LevelResult] = []
 
-    def set_result(self, result: Optional[LadderResult]) -> None:
+    def set_result(self, result: LadderResult | None) -> None:
         self.beginResetModel()
         self._rows = list(result.levels) if result is not None else []
         self.endResetModel()
@@ -172,7 +202,7 @@ class LadderModel(RowTableModel):
     def level(self, row: int) -> LevelResult:
         return self._rows[row]
 
-    def _source(self) -> Optional[LevelResult]:
+    def _source(self) -> LevelResult | None:
         return next((r for r in self._rows if r.is_source), None)
 
     def cells(self, row: int) -> tuple[str, ...]:
@@ -198,8 +228,12 @@ class LadderModel(RowTableModel):
             verdict(r)[0],
         )
 
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 (Qt naming)
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self,
+        section: int,
+        orientation: Qt.Orientation,  # noqa: N802 (Qt naming)
+        role: int = Qt.ItemDataRole.DisplayRole,
+    ) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             return self.TIPS[section]
         return super().headerData(section, orientation, role)
@@ -219,10 +253,12 @@ class LadderModel(RowTableModel):
             f.setBold(True)
             return f
         if role == Qt.ItemDataRole.ToolTipRole:
-            facts = (f"{r.level}: {r.file_bytes:,} bytes, {r.bits_per_weight:.3f} bits per weight\n"
-                     f"Perplexity {r.perplexity:.4f}; KL divergence {r.kl_mean:.5f} nats (99th percentile "
-                     f"{r.kl_p99:.4f}); same top token {r.top1_agreement:.2%}\n"
-                     f"Reads {r.prompt_tps:,.1f} tokens/s, generates {r.generate_tps:,.1f} tokens/s")
+            facts = (
+                f"{r.level}: {r.file_bytes:,} bytes, {r.bits_per_weight:.3f} bits per weight\n"
+                f"Perplexity {r.perplexity:.4f}; KL divergence {r.kl_mean:.5f} nats (99th percentile "
+                f"{r.kl_p99:.4f}); same top token {r.top1_agreement:.2%}\n"
+                f"Reads {r.prompt_tps:,.1f} tokens/s, generates {r.generate_tps:,.1f} tokens/s"
+            )
             return f"{facts}\n{r.path}\nDouble-click to chat with this file."
         if role == Qt.ItemDataRole.UserRole:
             return r
@@ -232,7 +268,7 @@ class LadderModel(RowTableModel):
 class LabPage(BasePage):
     title = "Lab"
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None):
+    def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.header.subtitle.setText("What each level costs, measured here")
         self.runs_box = QComboBox()
@@ -253,9 +289,9 @@ class LabPage(BasePage):
         self.run_button.clicked.connect(lambda: self.start())
         self.header.add_action(self.run_button)
 
-        self._handle: Optional[JobHandle] = None
+        self._handle: JobHandle | None = None
         self._steps: list[str] = []
-        self._shown: Optional[LadderResult] = None
+        self._shown: LadderResult | None = None
 
         self.error = ErrorBanner()
         self.body.addWidget(self.error)
@@ -273,11 +309,12 @@ class LabPage(BasePage):
             "Compare quantization levels",
             "The Lab makes several quantized copies of one model and runs the same text through each, so you "
             "can see what every level costs: file size, perplexity, how far its predictions move from the "
-            "original (KL divergence) and speed on this computer. Pick a model and the levels, then Run ladder.")
+            "original (KL divergence) and speed on this computer. Pick a model and the levels, then Run ladder.",
+        )
         for text in self.empty.findChildren(QLabel):  # EmptyState sizes its text for a whole page; this is a card
             text.setMinimumWidth(0)
         self.chart_stack.addWidget(self.empty)
-        self._chart: Optional[QWidget] = None  # built when first needed (see the chart property)
+        self._chart: QWidget | None = None  # built when first needed (see the chart property)
         chart_col.addWidget(self.chart_stack)
         top.addWidget(chart_card, 1)
         self.body.addLayout(top, 1)
@@ -369,7 +406,8 @@ class LabPage(BasePage):
         i = self.tokens_box.findData(self.ctx.setting("lab.tokens", 1024))
         self.tokens_box.setCurrentIndex(i if i >= 0 else 1)
         self.tokens_box.currentIndexChanged.connect(
-            lambda *_: self.ctx.set_setting("lab.tokens", self.tokens_box.currentData()))
+            lambda *_: self.ctx.set_setting("lab.tokens", self.tokens_box.currentData())
+        )
         eval_row.addWidget(self.tokens_box)
         self.gpu_label = label("GPU layers")
         eval_row.addSpacing(8)
@@ -430,8 +468,9 @@ class LabPage(BasePage):
         for e in entries:
             kind = "" if e.file_type and e.file_type.upper() in e.name.upper() else f" — {e.file_type or 'GGUF'}"
             self.source_box.addItem(f"{e.name}{kind}", str(e.path))
-            self.source_box.setItemData(self.source_box.count() - 1, f"{e.path} ({human_bytes(e.size)})",
-                                        Qt.ItemDataRole.ToolTipRole)
+            self.source_box.setItemData(
+                self.source_box.count() - 1, f"{e.path} ({human_bytes(e.size)})", Qt.ItemDataRole.ToolTipRole
+            )
             self.source_box.setItemData(self.source_box.count() - 1, e.file_type, Qt.ItemDataRole.UserRole + 1)
         if current is None:  # first fill: the last source used, else an unquantized file, else the first
             last = self.ctx.setting("lab.source")
@@ -443,10 +482,11 @@ class LabPage(BasePage):
         self._source_changed()
 
     def _select_source(self, path: Path) -> None:
-        select_path_in_combo(self.source_box, path, lambda p: f"{p.name} — "
-                             f"{human_bytes(p.stat().st_size) if p.exists() else 'missing'}")
+        select_path_in_combo(
+            self.source_box, path, lambda p: f"{p.name} — {human_bytes(p.stat().st_size) if p.exists() else 'missing'}"
+        )
 
-    def source_path(self) -> Optional[Path]:
+    def source_path(self) -> Path | None:
         return path_in_combo(self.source_box)
 
     def set_source(self, path: str | Path) -> None:
@@ -466,8 +506,10 @@ class LabPage(BasePage):
             self.ctx.set_setting("lab.source", str(path))
             kind = (self.source_box.currentData(Qt.ItemDataRole.UserRole + 1) or "").upper()
             if kind and kind not in FLOAT_TYPES:
-                self.source_hint.setText(f"This file is already quantized ({kind}): the levels are made from it and "
-                                         "compared with it, not with the original. " + SOURCE_HINT)
+                self.source_hint.setText(
+                    f"This file is already quantized ({kind}): the levels are made from it and "
+                    "compared with it, not with the original. " + SOURCE_HINT
+                )
                 self.source_hint.setObjectName("WarningText")
             else:
                 self.source_hint.setText(SOURCE_HINT)
@@ -492,13 +534,22 @@ class LabPage(BasePage):
         ok = not running and self.source_path() is not None and bool(self.selected_levels())
         self.run_button.setEnabled(ok)
         if not running:
-            tip = ("Pick at least one level to compare" if not self.selected_levels() else
-                   "Make every checked level from the source and measure them all on the same text")
+            tip = (
+                "Pick at least one level to compare"
+                if not self.selected_levels()
+                else "Make every checked level from the source and measure them all on the same text"
+            )
             self.run_button.setToolTip(tip)
 
     def _enable_setup(self, on: bool) -> None:
-        for w in (self.source_box, self.browse_button, self.tokens_box, self.gpu_layers, self.clear_cache_button,
-                  *self.level_checks.values()):
+        for w in (
+            self.source_box,
+            self.browse_button,
+            self.tokens_box,
+            self.gpu_layers,
+            self.clear_cache_button,
+            *self.level_checks.values(),
+        ):
             w.setEnabled(on)
         if on:
             self.update_cache_size()
@@ -518,16 +569,20 @@ class LabPage(BasePage):
         self.status.show()
         self.update_cache_size()
 
-    def build_request(self) -> Optional[LadderRequest]:
+    def build_request(self) -> LadderRequest | None:
         """The ladder the controls describe, or None when there is nothing to run."""
         src, levels = self.source_path(), self.selected_levels()
         if src is None or not levels:
             return None
-        return LadderRequest(source=src, levels=levels, tokens=int(self.tokens_box.currentData()),
-                             gpu_layers=self.gpu_layers.value() if self.gpu_layers.isVisibleTo(self) else 0)
+        return LadderRequest(
+            source=src,
+            levels=levels,
+            tokens=int(self.tokens_box.currentData()),
+            gpu_layers=self.gpu_layers.value() if self.gpu_layers.isVisibleTo(self) else 0,
+        )
 
     # -- the run ---------------------------------------------------------------------------
-    def start(self, request: Optional[LadderRequest] = None) -> None:
+    def start(self, request: LadderRequest | None = None) -> None:
         """Run the ladder the controls describe (or `request`, which tests use for tiny settings)."""
         if self._handle is not None and self._handle.running:
             return
@@ -536,8 +591,11 @@ class LabPage(BasePage):
             return
         self.error.hide()
         self.status.hide()
-        self._steps = [f"Quantizing {level}" for level in request.levels] + ["(source)"] + \
-                      [f"Measuring {level}" for level in request.levels]
+        self._steps = (
+            [f"Quantizing {level}" for level in request.levels]
+            + ["(source)"]
+            + [f"Measuring {level}" for level in request.levels]
+        )
         self._handle = self.ctx.jobs.start(ladder_job(request))
         self.progress.bind(self._handle)
         self._handle.progress.connect(while_alive(self, self._on_progress))
@@ -554,15 +612,19 @@ class LabPage(BasePage):
 
     def _on_progress(self, p: Progress) -> None:
         stage = p.stage or ""
-        step = next((i for i, s in enumerate(self._steps)
-                     if stage == s or (s == "(source)" and stage.endswith("(source)"))), None)
+        step = next(
+            (i for i, s in enumerate(self._steps) if stage == s or (s == "(source)" and stage.endswith("(source)"))),
+            None,
+        )
         if step is not None:  # the progress line (already set from p) says where in the whole run this is
             self.progress.text.setText(f"Step {step + 1} of {len(self._steps)} · {self.progress.text.text()}")
 
     def _on_finished(self, result: LadderResult) -> None:
         levels = len(result.levels) - 1
-        self.status.setText(f"Measured {levels} level{'s' if levels != 1 else ''} of {result.model}. "
-                            "The run is saved; earlier runs are in the list at the top.")
+        self.status.setText(
+            f"Measured {levels} level{'s' if levels != 1 else ''} of {result.model}. "
+            "The run is saved; earlier runs are in the list at the top."
+        )
         self.status.show()
         self.refresh_runs(select=result.path)
 
@@ -583,7 +645,7 @@ class LabPage(BasePage):
         self._update_run_button()
 
     # -- earlier runs ----------------------------------------------------------------------
-    def refresh_runs(self, select: Optional[str] = None) -> None:
+    def refresh_runs(self, select: str | None = None) -> None:
         """Fill the run list (newest first) and show `select`, else the run shown now, else the newest."""
         keep = select or (self._shown.path if self._shown is not None else None)
         runs = list_results()
@@ -603,13 +665,13 @@ class LabPage(BasePage):
     def runs(self) -> list[LadderResult]:
         return [self.runs_box.itemData(i) for i in range(self.runs_box.count()) if self.runs_box.itemData(i)]
 
-    def shown_result(self) -> Optional[LadderResult]:
+    def shown_result(self) -> LadderResult | None:
         return self._shown
 
     def _run_chosen(self) -> None:
         self.show_result(self.runs_box.currentData())
 
-    def show_result(self, result: Optional[LadderResult]) -> None:
+    def show_result(self, result: LadderResult | None) -> None:
         self._shown = result
         self.table_model.set_result(result)
         if self._chart is not None:
@@ -627,8 +689,10 @@ class LabPage(BasePage):
         self.run_name.setText(Path(result.model).stem)
         where = "CPU" if not result.gpu_layers else f"{result.gpu_layers} GPU layers"
         threads = f" · {result.threads} threads" if result.threads else ""
-        self.run_info.setText(f"{_when(result)} · {result.tokens_scored:,} tokens scored in {result.chunks} "
-                              f"chunk{'s' if result.chunks != 1 else ''} of {result.context} · {where}{threads}")
+        self.run_info.setText(
+            f"{_when(result)} · {result.tokens_scored:,} tokens scored in {result.chunks} "
+            f"chunk{'s' if result.chunks != 1 else ''} of {result.context} · {where}{threads}"
+        )
         self.run_info.setToolTip(result.source)
 
     def _fit_table(self) -> None:
@@ -676,9 +740,14 @@ class LabPage(BasePage):
             shown.remove(col)
 
     def confirm_delete(self, result: LadderResult) -> bool:
-        return ask_to_delete(self, "Delete run", f"Delete the run of {result.model} from {_when(result)}?",
-                              "Its measurements are forgotten. The quantized files stay in the Lab's cache, so "
-                              "running the same levels again is quick.", QMessageBox.Icon.Question)
+        return ask_to_delete(
+            self,
+            "Delete run",
+            f"Delete the run of {result.model} from {_when(result)}?",
+            "Its measurements are forgotten. The quantized files stay in the Lab's cache, so "
+            "running the same levels again is quick.",
+            QMessageBox.Icon.Question,
+        )
 
     def delete_shown(self) -> None:
         result = self._shown

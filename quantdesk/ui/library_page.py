@@ -5,11 +5,12 @@ The list is a Qt item model (LibraryModel) over quantdesk.core.library.list_mode
 reading a file's header run as jobs, so a slow disk never freezes the window. The built-in
 starter model is always there, first, selected, with its Chat button.
 """
+
 from __future__ import annotations
 
 import html
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from PySide6.QtCore import QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush
@@ -34,12 +35,12 @@ from quantdesk.core.library import LibraryEntry
 from quantdesk.core.units import human_bytes
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
-    ask_to_delete,
+    RIGHT,
     BasePage,
     EmptyState,
     ErrorBanner,
-    RIGHT,
     RowTableModel,
+    ask_to_delete,
     label,
     primary_button,
     setup_list_table,
@@ -53,7 +54,7 @@ class LibraryModel(RowTableModel):
     COLUMNS = ("Name", "Type", "Size", "From")  # the full path is in the details beside the list
     RIGHT_ALIGNED = frozenset({2})
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._rows: list[LibraryEntry] = []
 
@@ -95,7 +96,7 @@ class LibraryModel(RowTableModel):
 class LibraryPage(BasePage):
     title = "Library"
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None):
+    def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self._scan_generation = 0
         self._info_generation = 0
@@ -125,7 +126,9 @@ class LibraryPage(BasePage):
             "Your Library is empty",
             "Download a model from Discover, or add a folder that already holds GGUF files. The built-in "
             "starter model is missing: run `make run` again to install it.",
-            action="Go to Discover", on_action=lambda: ctx.show_page("discover"))
+            action="Go to Discover",
+            on_action=lambda: ctx.show_page("discover"),
+        )
         self.stack.addWidget(self.empty)
 
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -190,8 +193,9 @@ class LibraryPage(BasePage):
         gen = self._scan_generation
         handle = self.ctx.jobs.start(Job("Looking for models", lambda report, cancel: library.list_models()))
         handle.finished.connect(while_alive(self, lambda entries: self._scanned(gen, entries)))
-        handle.failed.connect(while_alive(self, lambda e, tb: self.error.show_error(f"Could not list the models: {e}",
-                                                                                      tb)))
+        handle.failed.connect(
+            while_alive(self, lambda e, tb: self.error.show_error(f"Could not list the models: {e}", tb))
+        )
 
     def _scanned(self, gen: int, entries: list[LibraryEntry]) -> None:
         if gen != self._scan_generation:
@@ -215,10 +219,12 @@ class LibraryPage(BasePage):
         if n:
             places.append(f"{n} added folder{'s' if n != 1 else ''}")
         total = sum(e.size for e in entries if not e.builtin)
-        self.locations.setText(f"{len(entries)} model{'s' if len(entries) != 1 else ''}, "
-                               f"{human_bytes(total)} on disk. Looking in " + ", ".join(places) + ".")
+        self.locations.setText(
+            f"{len(entries)} model{'s' if len(entries) != 1 else ''}, "
+            f"{human_bytes(total)} on disk. Looking in " + ", ".join(places) + "."
+        )
 
-    def selected(self) -> Optional[LibraryEntry]:
+    def selected(self) -> LibraryEntry | None:
         idx = self.table.currentIndex()
         return self.model.entry(idx.row()) if idx.isValid() and idx.row() < self.model.rowCount() else None
 
@@ -278,8 +284,10 @@ class LibraryPage(BasePage):
             ("Tensor types", types),
         ]
         muted = theme.colors()["muted"]
-        cells = "".join(f'<tr><td style="color:{muted}; padding-right:12px">{html.escape(k)}</td>'
-                        f"<td>{html.escape(v)}</td></tr>" for k, v in rows)
+        cells = "".join(
+            f'<tr><td style="color:{muted}; padding-right:12px">{html.escape(k)}</td><td>{html.escape(v)}</td></tr>'
+            for k, v in rows
+        )
         self.facts_label.setText(f"<table cellspacing=0 cellpadding=2>{cells}</table>")
 
     def _info_failed(self, gen: int, err: BaseException) -> None:
@@ -318,9 +326,12 @@ class LibraryPage(BasePage):
 
     def confirm_delete(self, e: LibraryEntry) -> bool:
         what = "checkpoint files" if e.kind == "checkpoint" else ("files" if len(e.files) > 1 else "file")
-        return ask_to_delete(self, "Delete model", f"Delete {e.name} ({human_bytes(e.size)}) from disk?",
-                              f"The {what} will be removed from {e.path.parent if e.kind == 'gguf' else e.path}. "
-                              "This cannot be undone.")
+        return ask_to_delete(
+            self,
+            "Delete model",
+            f"Delete {e.name} ({human_bytes(e.size)}) from disk?",
+            f"The {what} will be removed from {e.path.parent if e.kind == 'gguf' else e.path}. This cannot be undone.",
+        )
 
     def delete_selected(self) -> None:
         e = self.selected()
@@ -361,4 +372,3 @@ class LibraryPage(BasePage):
     def remove_folder(self, folder) -> None:
         library.remove_folder(folder)
         self.ctx.library_changed.emit()
-

@@ -15,12 +15,12 @@ How to add a page
 A page that fails to import or construct is replaced by a notice with the error, so one broken
 page never takes the window down.
 """
+
 from __future__ import annotations
 
 import importlib
 import logging
 import traceback
-from typing import Optional
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -58,7 +58,7 @@ assert tuple(p[0] for p in PAGES) == PAGE_KEYS
 class BrokenPage(QWidget):
     """Stands in for a page whose code failed, saying so instead of crashing the window."""
 
-    def __init__(self, name: str, details: str, parent: Optional[QWidget] = None):
+    def __init__(self, name: str, details: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.title = name
         col = QVBoxLayout(self)
@@ -70,7 +70,7 @@ class BrokenPage(QWidget):
 
 
 class Sidebar(QFrame):
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("Sidebar")
         self.setFixedWidth(176)
@@ -109,7 +109,7 @@ class Sidebar(QFrame):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, ctx: Optional[AppContext] = None, parent: Optional[QWidget] = None):
+    def __init__(self, ctx: AppContext | None = None, parent: QWidget | None = None):
         super().__init__(parent)
         self.ctx = ctx or AppContext(self)
         self.setWindowTitle("Quantdesk")

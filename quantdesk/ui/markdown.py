@@ -5,6 +5,7 @@ A reply is split into prose and fenced code blocks. Prose goes through QTextCurs
 coloured by Pygments. A fence that is still open (the reply is streaming) is shown as code up to
 the end of the text, so code does not flicker between prose and code while it arrives.
 """
+
 from __future__ import annotations
 
 import html
@@ -36,25 +37,41 @@ def split(text: str) -> list[Segment]:
             if text[pos:].strip():
                 out.append(Segment("prose", text[pos:]))
             return out
-        if text[pos:start.start()].strip():
-            out.append(Segment("prose", text[pos:start.start()]))
+        if text[pos : start.start()].strip():
+            out.append(Segment("prose", text[pos : start.start()]))
         fence, lang = start.group(1), start.group(2)
         body_start = start.end() + 1
         end = re.compile(rf"^[ \t]*{re.escape(fence)}[ \t]*$", re.MULTILINE).search(text, body_start)
         if end is None:
             out.append(Segment("code", text[body_start:], lang))
             return out
-        out.append(Segment("code", text[body_start:end.start()].rstrip("\n"), lang))
+        out.append(Segment("code", text[body_start : end.start()].rstrip("\n"), lang))
         pos = end.end() + 1
 
 
 # Pygments token type (by its top-level name) -> a tone; the look stays calm: few colours.
-_LIGHT_TOKENS = {"Keyword": "#8a3ffc", "Name.Builtin": "#0f62fe", "Name.Function": "#0f62fe", "Name.Class": "#0f62fe",
-                 "Literal.String": "#198038", "Literal.Number": "#b45309", "Comment": "#6f6f78", "Operator": "#5a5a66",
-                 "Name.Decorator": "#b45309"}
-_DARK_TOKENS = {"Keyword": "#c5a3ff", "Name.Builtin": "#82b1ff", "Name.Function": "#82b1ff", "Name.Class": "#82b1ff",
-                "Literal.String": "#8fd694", "Literal.Number": "#f0b36a", "Comment": "#8c8c96", "Operator": "#b0b0ba",
-                "Name.Decorator": "#f0b36a"}
+_LIGHT_TOKENS = {
+    "Keyword": "#8a3ffc",
+    "Name.Builtin": "#0f62fe",
+    "Name.Function": "#0f62fe",
+    "Name.Class": "#0f62fe",
+    "Literal.String": "#198038",
+    "Literal.Number": "#b45309",
+    "Comment": "#6f6f78",
+    "Operator": "#5a5a66",
+    "Name.Decorator": "#b45309",
+}
+_DARK_TOKENS = {
+    "Keyword": "#c5a3ff",
+    "Name.Builtin": "#82b1ff",
+    "Name.Function": "#82b1ff",
+    "Name.Class": "#82b1ff",
+    "Literal.String": "#8fd694",
+    "Literal.Number": "#f0b36a",
+    "Comment": "#8c8c96",
+    "Operator": "#b0b0ba",
+    "Name.Decorator": "#f0b36a",
+}
 
 
 def _token_color(ttype, table: dict[str, str]) -> str:
@@ -113,10 +130,16 @@ def render_into(doc: QTextDocument, text: str) -> None:
         if seg.kind == "prose":
             cursor.insertMarkdown(seg.text.strip("\n"))
         else:
-            label = f'<div style="color:{c["muted"]}; font-size:11px">{html.escape(seg.language)}</div>' if seg.language else ""
+            label = (
+                f'<div style="color:{c["muted"]}; font-size:11px">{html.escape(seg.language)}</div>'
+                if seg.language
+                else ""
+            )
             cursor.insertHtml(
                 f'<table width="100%" cellpadding="8" cellspacing="0" style="background-color:{c["code_bg"]}; '
                 f'border-color:{c["border"]}" border="0"><tr><td>{label}'
-                f'<pre style="font-family: monospace; font-size: 12px; margin:0">{highlight(seg.text, seg.language, theme.is_dark())}</pre>'
-                f"</td></tr></table>")
+                '<pre style="font-family: monospace; font-size: 12px; margin:0">'
+                f"{highlight(seg.text, seg.language, theme.is_dark())}</pre>"
+                f"</td></tr></table>"
+            )
             cursor.movePosition(QTextCursor.MoveOperation.End)

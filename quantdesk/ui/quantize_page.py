@@ -14,13 +14,15 @@ A checkpoint folder is a source too: its level list adds F32 and its sizes are e
 only exists once the checkpoint is converted. Starting runs quantdesk.core.convert's job, whose
 progress names its stage ("Converting", then "Quantizing").
 """
+
 from __future__ import annotations
 
 import re
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+import gguf
 from PySide6.QtCore import QModelIndex, QObject, Qt
 from PySide6.QtGui import QBrush, QFont
 from PySide6.QtWidgets import (
@@ -37,12 +39,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-import gguf
-
 from quantdesk.cli.info import format_params
 from quantdesk.core import library, paths
-from quantdesk.core.convert import CheckpointInfo, ConvertError, ConvertRequest, ConvertResult, convert_job, describe_checkpoint
+from quantdesk.core.convert import (
+    CheckpointInfo,
+    ConvertError,
+    ConvertRequest,
+    ConvertResult,
+    convert_job,
+    describe_checkpoint,
+)
 from quantdesk.core.jobs import Job, Progress
+from quantdesk.core.quant_plan import FILE_TYPES
 from quantdesk.core.quantize import (
     LevelEstimate,
     QuantizeError,
@@ -53,20 +61,19 @@ from quantdesk.core.quantize import (
     quantize_job,
     summarize_source,
 )
-from quantdesk.core.quant_plan import FILE_TYPES
 from quantdesk.core.units import human_bytes, human_duration
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
-    path_in_combo,
-    select_path_in_combo,
-    ask_for_gguf,
+    RIGHT,
     BasePage,
     ErrorBanner,
     JobProgress,
-    RIGHT,
     RowTableModel,
+    ask_for_gguf,
     label,
+    path_in_combo,
     primary_button,
+    select_path_in_combo,
     setup_list_table,
 )
 from quantdesk.ui.workers import JobHandle
@@ -80,14 +87,19 @@ def _source_label(path: Path) -> str:
         size = sum(f.stat().st_size for f in path.glob("*.safetensors"))
         return f"{path.name} — checkpoint — {human_bytes(size)}"
     return f"{path.name} — {human_bytes(path.stat().st_size) if path.exists() else ''}"
+
+
 CHECKPOINT_FLOATS = ("F16", "BF16", "F32")  # written straight from a checkpoint, no quantization
 
 
 def checkpoint_levels(info: CheckpointInfo) -> list[LevelEstimate]:
     """The levels a checkpoint can go to, sized parameters × bits per weight of the level's main
     tensor type. An estimate (K-quant mixes bump some tensors, norms stay F32), labelled so."""
-    float_notes = {"F16": FILE_TYPES["F16"].tradeoff, "BF16": FILE_TYPES["BF16"].tradeoff,
-                   "F32": "Full precision: twice the F16 size, no quality gain for most models."}
+    float_notes = {
+        "F16": FILE_TYPES["F16"].tradeoff,
+        "BF16": FILE_TYPES["BF16"].tradeoff,
+        "F32": "Full precision: twice the F16 size, no quality gain for most models.",
+    }
     levels = []
     for name in CHECKPOINT_FLOATS + tuple(k for k in FILE_TYPES if k not in CHECKPOINT_FLOATS):
         qtype = gguf.GGMLQuantizationType[name] if name in CHECKPOINT_FLOATS else FILE_TYPES[name].base
@@ -104,7 +116,7 @@ class LevelModel(RowTableModel):
     COLUMNS = ("Level", "Output size", "Bits/weight", "Trade-off")
     RIGHT_ALIGNED = frozenset({1, 2})
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._rows: list[LevelEstimate] = []
         self.source_bytes = 0
@@ -144,10 +156,14 @@ class LevelModel(RowTableModel):
             if r.problem:
                 return r.problem
             if self.estimated:
-                return (f"{r.level}: about {human_bytes(r.output_bytes)} (parameters × {r.bits_per_weight:.2f} "
-                        f"bits per weight; the exact size is known once the checkpoint is converted)")
-            return (f"{r.level}: {r.output_bytes:,} bytes, {r.bits_per_weight:.3f} bits per weight "
-                    f"(every tensor counted, as planned for this model)")
+                return (
+                    f"{r.level}: about {human_bytes(r.output_bytes)} (parameters × {r.bits_per_weight:.2f} "
+                    f"bits per weight; the exact size is known once the checkpoint is converted)"
+                )
+            return (
+                f"{r.level}: {r.output_bytes:,} bytes, {r.bits_per_weight:.3f} bits per weight "
+                f"(every tensor counted, as planned for this model)"
+            )
         if role == Qt.ItemDataRole.ForegroundRole and col == 3:
             return QBrush(theme.color("muted"))
         if role == Qt.ItemDataRole.FontRole and col == 0 and r.level == DEFAULT_LEVEL:
@@ -162,7 +178,7 @@ class LevelModel(RowTableModel):
 class QuantizePage(BasePage):
     title = "Quantize"
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None):
+    def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         self.header.subtitle.setText("Make a smaller copy of a model")
         self.start_button = primary_button("Quantize")
@@ -170,12 +186,12 @@ class QuantizePage(BasePage):
         self.start_button.clicked.connect(self.start)
         self.header.add_action(self.start_button)
 
-        self._summary: Optional[SourceSummary] = None
-        self._checkpoint: Optional[CheckpointInfo] = None  # set when the source is a checkpoint folder
+        self._summary: SourceSummary | None = None
+        self._checkpoint: CheckpointInfo | None = None  # set when the source is a checkpoint folder
         self._started_at = 0.0
         self._summary_generation = 0
-        self._handle: Optional[JobHandle] = None
-        self._imatrix: Optional[Path] = None
+        self._handle: JobHandle | None = None
+        self._imatrix: Path | None = None
 
         self.error = ErrorBanner()
         self.body.addWidget(self.error)
@@ -190,8 +206,9 @@ class QuantizePage(BasePage):
         self.source_box.currentIndexChanged.connect(lambda *_: self._source_changed())
         src_row.addWidget(self.source_box, 1)
         browse = QPushButton("Other file…")
-        browse.setToolTip("Quantize a GGUF file that is not in the Library (for a checkpoint folder, add its "
-                          "folder in the Library)")
+        browse.setToolTip(
+            "Quantize a GGUF file that is not in the Library (for a checkpoint folder, add its folder in the Library)"
+        )
         browse.clicked.connect(self.choose_file)
         src_row.addWidget(browse)
         form.addRow("Source", src_row)
@@ -256,7 +273,7 @@ class QuantizePage(BasePage):
         self.chat_button.clicked.connect(self._chat_with_result)
         result_row.addWidget(self.chat_button)
         self.body.addLayout(result_row)
-        self._result: Optional[QuantizeResult] = None
+        self._result: QuantizeResult | None = None
         self._show_result(None)
 
         ctx.library_changed.connect(self.refresh_sources)
@@ -283,7 +300,7 @@ class QuantizePage(BasePage):
     def _select_source(self, path: Path) -> None:
         select_path_in_combo(self.source_box, path, _source_label)
 
-    def source_path(self) -> Optional[Path]:
+    def source_path(self) -> Path | None:
         return path_in_combo(self.source_box)
 
     def set_source(self, path: str | Path) -> None:
@@ -296,12 +313,16 @@ class QuantizePage(BasePage):
             self.set_source(name)
 
     def choose_imatrix(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Choose an importance matrix", str(paths.models_dir()),
-                                              "Importance matrices (*.gguf *.dat *.imatrix);;All files (*)")
+        name, _ = QFileDialog.getOpenFileName(
+            self,
+            "Choose an importance matrix",
+            str(paths.models_dir()),
+            "Importance matrices (*.gguf *.dat *.imatrix);;All files (*)",
+        )
         if name:
             self.set_imatrix(Path(name))
 
-    def set_imatrix(self, path: Optional[Path]) -> None:
+    def set_imatrix(self, path: Path | None) -> None:
         self._imatrix = Path(path) if path else None
         self.imatrix_edit.setText(str(self._imatrix) if self._imatrix else "")
         self._source_changed()  # some levels plan differently with an imatrix
@@ -329,7 +350,9 @@ class QuantizePage(BasePage):
             handle.failed.connect(lambda e, tb: self._summary_failed(generation, e, tb))
             self._update_start()
             return
-        handle = self.ctx.jobs.start(Job(f"Reading {path.name}", lambda report, cancel: summarize_source(path, with_imatrix)))
+        handle = self.ctx.jobs.start(
+            Job(f"Reading {path.name}", lambda report, cancel: summarize_source(path, with_imatrix))
+        )
         handle.finished.connect(lambda s: self._summary_ready(generation, s))
         handle.failed.connect(lambda e, tb: self._summary_failed(generation, e, tb))
         self._update_start()
@@ -347,7 +370,8 @@ class QuantizePage(BasePage):
             self.requant_warning.setText(
                 f"This model is already quantized ({summary.quantized_as}). Quantizing it again loses quality: its "
                 "weights are expanded back to floats first, rounding errors included. Start from an F16, BF16 or "
-                "F32 file when you have one.")
+                "F32 file when you have one."
+            )
             self.requant_warning.show()
             self.requant_check.show()
         self.levels.set_levels(summary.levels, size)
@@ -360,13 +384,19 @@ class QuantizePage(BasePage):
         if generation != self._summary_generation:
             return
         self._checkpoint = info
-        facts = [info.gguf_architecture or info.architecture or "unknown architecture",
-                 f"{format_params(info.parameters)} weights" if info.parameters else "",
-                 "/".join(info.dtypes), f"{human_bytes(info.size_bytes)} of weights", "safetensors checkpoint"]
+        facts = [
+            info.gguf_architecture or info.architecture or "unknown architecture",
+            f"{format_params(info.parameters)} weights" if info.parameters else "",
+            "/".join(info.dtypes),
+            f"{human_bytes(info.size_bytes)} of weights",
+            "safetensors checkpoint",
+        ]
         self.source_info.setText(" · ".join(f for f in facts if f))
         if not info.problem:  # say what the "about" sizes are: S/M/L mixes only differ once planned
-            self.source_info.setText(self.source_info.text() + "\nSizes are estimates (parameters × bits per "
-                                     "weight of the level's main type); the _S/_M/_L mixes differ a little more.")
+            self.source_info.setText(
+                self.source_info.text() + "\nSizes are estimates (parameters × bits per "
+                "weight of the level's main type); the _S/_M/_L mixes differ a little more."
+            )
         if info.problem:
             self.requant_warning.setText(f"This checkpoint cannot be converted: {info.problem}")
             self.requant_warning.show()
@@ -383,19 +413,23 @@ class QuantizePage(BasePage):
         for w in (self.imatrix_edit, self.imatrix_pick, self.imatrix_clear):
             w.setEnabled(on)
         self.imatrix_edit.setPlaceholderText(
-            "None (optional: an .imatrix.gguf or .dat from llama-imatrix)" if on
-            else "Not used when converting a checkpoint")
+            "None (optional: an .imatrix.gguf or .dat from llama-imatrix)"
+            if on
+            else "Not used when converting a checkpoint"
+        )
 
     def _summary_failed(self, generation: int, error: BaseException, tb: str) -> None:
         if generation != self._summary_generation:
             return
         self.source_info.setText("")
-        self.error.show_error(f"Cannot use this file: {error}" if isinstance(error, QuantizeError)
-                              else f"Cannot read this file: {error}", tb)
+        self.error.show_error(
+            f"Cannot use this file: {error}" if isinstance(error, QuantizeError) else f"Cannot read this file: {error}",
+            tb,
+        )
         self._update_start()
 
     # -- level and output -----------------------------------------------------------------
-    def selected_level(self) -> Optional[LevelEstimate]:
+    def selected_level(self) -> LevelEstimate | None:
         idx = self.table.currentIndex()
         if not idx.isValid() or self.levels.rowCount() == 0:
             return None
@@ -406,7 +440,7 @@ class QuantizePage(BasePage):
         self.table.selectRow(row)
         self.table.scrollTo(self.levels.index(row, 0))
 
-    def output_path(self) -> Optional[Path]:
+    def output_path(self) -> Path | None:
         src, level = self.source_path(), self.selected_level()
         if src is None or level is None:
             return None
@@ -461,10 +495,16 @@ class QuantizePage(BasePage):
             outtype = level.level.lower() if level.level in CHECKPOINT_FLOATS else level.level
             job = convert_job(ConvertRequest(src, out, outtype, overwrite=self.overwrite_check.isChecked()))
         else:
-            job = quantize_job(QuantizeRequest(
-                source=src, output=out, level=level.level, imatrix=self._imatrix,
-                allow_requantize=self.requant_check.isChecked(), overwrite=self.overwrite_check.isChecked(),
-            ))
+            job = quantize_job(
+                QuantizeRequest(
+                    source=src,
+                    output=out,
+                    level=level.level,
+                    imatrix=self._imatrix,
+                    allow_requantize=self.requant_check.isChecked(),
+                    overwrite=self.overwrite_check.isChecked(),
+                )
+            )
         self._started_at = time.monotonic()
         self._handle = self.ctx.jobs.start(job)
         self.progress.bind(self._handle)
@@ -505,8 +545,9 @@ class QuantizePage(BasePage):
         elif isinstance(error, ConvertError):
             self.error.show_error(f"Not converted: {error}. Nothing was written.", tb)
         elif isinstance(error, OSError) and error.errno == 28:
-            self.error.show_error("The disk became full while writing. Nothing was left behind; free some "
-                                  "space and try again.", tb)
+            self.error.show_error(
+                "The disk became full while writing. Nothing was left behind; free some space and try again.", tb
+            )
         else:
             self.error.show_error(f"Quantizing failed: {error}. Nothing was written.", tb)
 
@@ -519,7 +560,7 @@ class QuantizePage(BasePage):
         self._update_start()
         self.table.scrollTo(self.table.currentIndex())
 
-    def _show_result(self, result: Optional[QuantizeResult | ConvertResult]) -> None:
+    def _show_result(self, result: QuantizeResult | ConvertResult | None) -> None:
         self._result = result
         self.show_library_button.setVisible(result is not None)
         self.chat_button.setVisible(result is not None)
@@ -531,10 +572,10 @@ class QuantizePage(BasePage):
         seconds = result.seconds if isinstance(result, QuantizeResult) else time.monotonic() - self._started_at
         self.result_label.setText(
             f"Saved {result.output.name}: {level}, {human_bytes(result.output_bytes)} "
-            f"in {human_duration(seconds)}. It is in your Library.")
+            f"in {human_duration(seconds)}. It is in your Library."
+        )
         self.result_label.show()
 
     def _chat_with_result(self) -> None:
         if self._result is not None:
             self.ctx.open_in_chat(self._result.output)
-

@@ -1,7 +1,6 @@
 """Settings: the look, where the app keeps its files, and what this machine can do."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
@@ -19,7 +18,7 @@ THEMES = [("system", "Follow the system"), ("light", "Light"), ("dark", "Dark")]
 class SettingsPage(BasePage):
     title = "Settings"
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None):
+    def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(ctx, parent)
         card = QFrame()
         card.setObjectName("Card")
@@ -47,7 +46,9 @@ class SettingsPage(BasePage):
 
         mem = memory()
         form.addRow("Processor", label(cpu_summary(), "Muted"))
-        form.addRow("Memory", label(f"{human_bytes(mem.available_bytes)} free of {human_bytes(mem.total_bytes)}", "Muted"))
+        form.addRow(
+            "Memory", label(f"{human_bytes(mem.available_bytes)} free of {human_bytes(mem.total_bytes)}", "Muted")
+        )
         self.backend_label = label("checked when Chat first loads a model", "Muted")
         form.addRow("llama.cpp", self.backend_label)
         self.body.addWidget(card)

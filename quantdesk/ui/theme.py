@@ -8,11 +8,12 @@ is how screenshots of both looks are taken on a headless machine).
 Icons are line drawings in resources/icons/ drawn with `currentColor`; `icon(name)` paints them
 in the current text colour so they fit both looks.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from string import Template
 
@@ -22,7 +23,6 @@ from PySide6.QtSvg import QSvgRenderer
 
 from quantdesk.core import settings
 from quantdesk.core.resources import read_resource_text
-
 
 LIGHT = {
     "window": "#f7f7f8",
@@ -129,8 +129,11 @@ def _palette(c: dict[str, str]) -> QPalette:
 
 
 # Images the style sheet shows: (icon, palette tone, the ${token} the style sheet names it by).
-_SHEET_IMAGES = (("chevron-up", "muted", "arrow_up"), ("chevron-down", "muted", "arrow_down"),
-                 ("check", "accent_text", "check"))
+_SHEET_IMAGES = (
+    ("chevron-up", "muted", "arrow_up"),
+    ("chevron-down", "muted", "arrow_down"),
+    ("check", "accent_text", "check"),
+)
 
 
 def _image_files(c: dict[str, str]) -> dict[str, str]:
@@ -183,7 +186,7 @@ def apply(app: QGuiApplication) -> None:
 _icon_cache: dict[tuple[str, str, int], QIcon] = {}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _svg_source(name: str) -> str:
     return read_resource_text("icons", f"{name}.svg")
 

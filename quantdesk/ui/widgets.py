@@ -8,10 +8,12 @@
 - `JobProgress`: progress bar + "what is happening — 41% — 1.2 GB/s — 8 s left" + Cancel,
   bound to a JobHandle from quantdesk/ui/workers.py.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
@@ -38,7 +40,6 @@ from quantdesk.core import paths
 from quantdesk.core.jobs import Progress
 from quantdesk.ui.workers import JobHandle
 
-
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
@@ -50,7 +51,7 @@ class RowTableModel(QAbstractTableModel):
     COLUMNS: tuple[str, ...] = ()
     RIGHT_ALIGNED: frozenset[int] = frozenset()
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._rows: list[Any] = []
 
@@ -60,8 +61,12 @@ class RowTableModel(QAbstractTableModel):
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self,
+        section: int,
+        orientation: Qt.Orientation,  # noqa: N802
+        role: int = Qt.ItemDataRole.DisplayRole,
+    ) -> Any:
         if orientation == Qt.Orientation.Horizontal:
             if role == Qt.ItemDataRole.DisplayRole:
                 return self.COLUMNS[section]
@@ -98,7 +103,7 @@ def setup_list_table(view: QTableView, stretch: int, row_height: int = 30) -> No
     header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
 
 
-def path_in_combo(box: QComboBox) -> Optional[Path]:
+def path_in_combo(box: QComboBox) -> Path | None:
     """The path the current item holds as its data (the source pickers keep str(path) there)."""
     data = box.currentData()
     return Path(data) if data else None
@@ -114,14 +119,17 @@ def select_path_in_combo(box: QComboBox, path: Path, label_for: Callable[[Path],
     box.setCurrentIndex(i)
 
 
-def ask_for_gguf(parent: QWidget) -> Optional[str]:
+def ask_for_gguf(parent: QWidget) -> str | None:
     """A GGUF file the user picks (starting in the models folder), or None if they cancel."""
-    name, _ = QFileDialog.getOpenFileName(parent, "Choose a GGUF model", str(paths.models_dir()), "GGUF models (*.gguf)")
+    name, _ = QFileDialog.getOpenFileName(
+        parent, "Choose a GGUF model", str(paths.models_dir()), "GGUF models (*.gguf)"
+    )
     return name or None
 
 
-def ask_to_delete(parent: QWidget, title: str, question: str, details: str,
-                   icon: QMessageBox.Icon = QMessageBox.Icon.Warning) -> bool:
+def ask_to_delete(
+    parent: QWidget, title: str, question: str, details: str, icon: QMessageBox.Icon = QMessageBox.Icon.Warning
+) -> bool:
     """Ask before deleting something, with Delete as a destructive button and Cancel beside it."""
     box = QMessageBox(icon, title, question, parent=parent)
     box.setInformativeText(details)
@@ -131,7 +139,7 @@ def ask_to_delete(parent: QWidget, title: str, question: str, details: str,
     return box.clickedButton() is delete
 
 
-def primary_button(text: str, parent: Optional[QWidget] = None) -> QPushButton:
+def primary_button(text: str, parent: QWidget | None = None) -> QPushButton:
     """The page's main action: the one accent-coloured button."""
     b = QPushButton(text, parent)
     b.setProperty("primary", True)
@@ -150,7 +158,7 @@ def label(text: str = "", object_name: str = "", wrap: bool = False) -> QLabel:
 class ElidedLabel(QLabel):
     """A one-line label that ends in '…' when there is not room for all of it (tooltip: the full text)."""
 
-    def __init__(self, text: str = "", object_name: str = "", parent: Optional[QWidget] = None):
+    def __init__(self, text: str = "", object_name: str = "", parent: QWidget | None = None):
         super().__init__(parent)
         if object_name:
             self.setObjectName(object_name)
@@ -178,7 +186,7 @@ class ElidedLabel(QLabel):
 class PageHeader(QFrame):
     """Title on the left, the page's actions on the right."""
 
-    def __init__(self, title: str, parent: Optional[QWidget] = None):
+    def __init__(self, title: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("PageHeader")
         row = QHBoxLayout(self)
@@ -202,7 +210,7 @@ class BasePage(QWidget):
 
     title = "Page"
 
-    def __init__(self, ctx, parent: Optional[QWidget] = None):
+    def __init__(self, ctx, parent: QWidget | None = None):
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName("PageRoot")
@@ -221,8 +229,14 @@ class BasePage(QWidget):
 class EmptyState(QWidget):
     """Centred title + explanation + optional action: what to do when there is nothing here."""
 
-    def __init__(self, title: str, text: str, action: str = "", on_action: Optional[Callable[[], None]] = None,
-                 parent: Optional[QWidget] = None):
+    def __init__(
+        self,
+        title: str,
+        text: str,
+        action: str = "",
+        on_action: Callable[[], None] | None = None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         col = QVBoxLayout(self)
         col.addStretch(1)
@@ -240,7 +254,7 @@ class EmptyState(QWidget):
         col.addLayout(row)
         self.extra = QVBoxLayout()  # for page-specific additions (e.g. suggestions) under the text
         col.addLayout(self.extra)
-        self.button: Optional[QPushButton] = None
+        self.button: QPushButton | None = None
         if action:
             self.button = primary_button(action)
             if on_action:
@@ -257,7 +271,7 @@ class EmptyState(QWidget):
 class ErrorBanner(QFrame):
     """'Could not load the model: not a GGUF file. Pick another file.' [Details] [x]"""
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("ErrorBanner")
         col = QVBoxLayout(self)
@@ -297,7 +311,7 @@ class JobProgress(QWidget):
 
     cancel_requested = Signal()
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         col = QVBoxLayout(self)
         col.setContentsMargins(0, 0, 0, 0)
@@ -313,7 +327,7 @@ class JobProgress(QWidget):
         self.bar.setRange(0, 0)
         self.bar.setTextVisible(False)
         col.addWidget(self.bar)
-        self._handle: Optional[JobHandle] = None
+        self._handle: JobHandle | None = None
         self.hide()
 
     def bind(self, handle: JobHandle) -> None:

@@ -32,13 +32,14 @@ flood the UI; the last report before the end is always delivered. A job that str
 (chat) keeps the text in an object the UI reads on each progress signal, so throttling never
 loses tokens — it only batches them.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
@@ -65,20 +66,20 @@ class JobHandle(QObject):
     cancelled = Signal()
     ended = Signal()  # after finished / failed / cancelled
 
-    def __init__(self, job: Job, min_interval: float = 0.1, parent: Optional[QObject] = None):
+    def __init__(self, job: Job, min_interval: float = 0.1, parent: QObject | None = None):
         super().__init__(parent)
         self.job = job
         self.min_interval = min_interval
-        self.last_progress: Optional[Progress] = None
+        self.last_progress: Progress | None = None
         self.state = "pending"  # pending -> running -> finished | failed | cancelled
         self.result: Any = None
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         self._relay.result.connect(self._on_result, Qt.ConnectionType.QueuedConnection)
         self._relay.error.connect(self._on_error, Qt.ConnectionType.QueuedConnection)
         self._relay.cancelled.connect(self._on_cancelled, Qt.ConnectionType.QueuedConnection)
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     @property
     def title(self) -> str:
@@ -92,7 +93,7 @@ class JobHandle(QObject):
         """Ask the job to stop; it ends with `cancelled` once it reaches its next check."""
         self.job.cancel()
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         """Block until the worker thread ends (tests and shutdown only). True if it ended."""
         if self._thread is None:
             return True
@@ -107,7 +108,7 @@ class JobHandle(QObject):
 
     def _work(self) -> None:
         last_emit = 0.0
-        pending: list[Optional[Progress]] = [None]
+        pending: list[Progress | None] = [None]
 
         def report(p: Progress) -> None:
             nonlocal last_emit
@@ -162,7 +163,7 @@ class JobManager(QObject):
 
     changed = Signal()  # a job started or ended
 
-    def __init__(self, parent: Optional[QObject] = None):
+    def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._running: list[JobHandle] = []
 

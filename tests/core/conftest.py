@@ -5,10 +5,11 @@ The F16 model is made once per session by llama.cpp itself (llama_model_quantize
 compared against inputs it did not make. Reference outputs are made on demand and shared
 between the tests of one session (plan tests and byte tests look at the same files).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -36,8 +37,9 @@ def f16_small(starter_model: Path, quant_workdir: Path) -> Path:
     levels (llama.cpp's IQ4_NL takes 30 s on the whole model) fit the test budget. The full
     model is still used for the plans of every level and for Q4_K_M bytes."""
     path = quant_workdir / "smollm2-135m-2layers-f16.gguf"
-    llama_quantize(str(starter_model), str(path), F16_FTYPE, nthread=2, allow_requantize=True,
-                   prune_layers=list(range(2, 30)))
+    llama_quantize(
+        str(starter_model), str(path), F16_FTYPE, nthread=2, allow_requantize=True, prune_layers=list(range(2, 30))
+    )
     return path
 
 

@@ -1,4 +1,5 @@
 """The chat engine against the real starter model and llama-cpp-python itself."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,9 +34,16 @@ def test_greedy_reply_equals_llama_cpp_python(engine, starter_model):
     ours = engine.generate(QUESTION, settings)
     raw = llama_cpp.Llama(model_path=str(starter_model), n_ctx=512, n_threads=1, n_threads_batch=1, verbose=False)
     try:
-        theirs = raw.create_chat_completion(messages=QUESTION, temperature=0.0, top_p=settings.top_p,
-                                            top_k=settings.top_k, min_p=settings.min_p,
-                                            repeat_penalty=settings.repeat_penalty, max_tokens=16, seed=0)
+        theirs = raw.create_chat_completion(
+            messages=QUESTION,
+            temperature=0.0,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
+            min_p=settings.min_p,
+            repeat_penalty=settings.repeat_penalty,
+            max_tokens=16,
+            seed=0,
+        )
     finally:
         raw.close()
     assert ours.text == theirs["choices"][0]["message"]["content"]
@@ -115,8 +123,10 @@ def test_long_conversation_drops_oldest_turns_to_fit(engine):
     settings = ChatSettings(**{**GREEDY, "max_tokens": 8, "system_prompt": "Be brief."})
     history = []
     for i in range(16):
-        history += [{"role": "user", "content": f"Tell me fact number {i} about the sea, in detail please."},
-                    {"role": "assistant", "content": "The sea is large and deep and full of life. " * 2}]
+        history += [
+            {"role": "user", "content": f"Tell me fact number {i} about the sea, in detail please."},
+            {"role": "assistant", "content": "The sea is large and deep and full of life. " * 2},
+        ]
     history.append({"role": "user", "content": "Thanks!"})
     reply = engine.generate(history, settings)  # 512 tokens of context: the whole history cannot fit
     assert reply.dropped_messages > 0 and reply.text
@@ -158,15 +168,15 @@ def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
     facts = read_facts(starter_model)
     cpu = estimate_memory(facts, ChatSettings(gpu_layers=10), available_bytes=16 * 10**9)
     assert cpu.gpu_bytes == 0 and cpu.ram_bytes == cpu.total_bytes  # no GPU backend: all in RAM
-    half = estimate_memory(facts, ChatSettings(gpu_layers=15), available_bytes=16 * 10**9,
-                           vram_free_bytes=8 * 10**9)
-    full = estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9,
-                           vram_free_bytes=8 * 10**9)
+    half = estimate_memory(facts, ChatSettings(gpu_layers=15), available_bytes=16 * 10**9, vram_free_bytes=8 * 10**9)
+    full = estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9, vram_free_bytes=8 * 10**9)
     assert 0 < half.gpu_bytes < full.gpu_bytes and full.ram_bytes == full.overhead_bytes
     assert half.verdict == "fits"
     # More offloaded than the card holds: refused, whatever the RAM.
-    assert estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9,
-                           vram_free_bytes=10**6).verdict == "won't fit"
+    assert (
+        estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9, vram_free_bytes=10**6).verdict
+        == "won't fit"
+    )
 
 
 def _with_template(starter_model, tmp_path, template: str):

@@ -1,9 +1,10 @@
 """Bad checkpoints get one clear line and leave nothing behind; cancel and progress behave; the CLI."""
+
 from __future__ import annotations
 
-import sys
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ from quantdesk.cli import main as cli_main
 from quantdesk.core.convert import ConvertError, ConvertRequest, convert, convert_job, is_checkpoint
 from quantdesk.core.jobs import Cancelled, CancelToken, Progress
 from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
-
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,9 @@ def _edit_config(folder: Path, **changes: object) -> None:
 
 def test_unsupported_architecture_lists_the_supported_ones(ckpt: Path, tmp_path: Path) -> None:
     _edit_config(ckpt, architectures=["FalconForCausalLM"])
-    _refused(ckpt, tmp_path / "out", r"FalconForCausalLM is not supported; supported: .*LlamaForCausalLM.*Qwen2ForCausalLM")
+    _refused(
+        ckpt, tmp_path / "out", r"FalconForCausalLM is not supported; supported: .*LlamaForCausalLM.*Qwen2ForCausalLM"
+    )
 
 
 def test_missing_tokenizer(ckpt: Path, tmp_path: Path) -> None:
@@ -112,8 +114,10 @@ def test_malformed_index(ckpt: Path, tmp_path: Path) -> None:
     _refused(ckpt, tmp_path / "out", "model.safetensors.index.json: malformed index")
 
 
-@pytest.mark.parametrize("shard", ["../model-00001-of-00002.safetensors", "sub\\model.safetensors",
-                                   "C:model.safetensors", ".hidden.safetensors"])
+@pytest.mark.parametrize(
+    "shard",
+    ["../model-00001-of-00002.safetensors", "sub\\model.safetensors", "C:model.safetensors", ".hidden.safetensors"],
+)
 def test_index_naming_a_shard_outside_the_folder(ckpt: Path, tmp_path: Path, shard: str) -> None:
     """A shard name is a bare file name on every system ('\\' and 'C:' lead elsewhere on Windows)."""
     _shard(ckpt)
@@ -131,7 +135,9 @@ def test_index_naming_a_tensor_no_shard_holds(ckpt: Path, tmp_path: Path) -> Non
     _refused(ckpt, tmp_path / "out", "lists 1 tensor.*not found in the shards")
 
 
-@pytest.mark.parametrize("dtype,match", [("F64", "is F64; only F32, F16 and BF16"), ("I32", "is I32; .*already quantized")])
+@pytest.mark.parametrize(
+    "dtype,match", [("F64", "is F64; only F32, F16 and BF16"), ("I32", "is I32; .*already quantized")]
+)
 def test_dtype_surprises(ckpt: Path, tmp_path: Path, dtype: str, match: str) -> None:
     from quantdesk.core.convert.safetensors_file import read_header
 
@@ -184,7 +190,9 @@ def test_quantized_outtype_runs_both_stages(ckpt: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     stages: list[str] = []
-    result = convert(ConvertRequest(ckpt, out_dir / "out.gguf", "Q8_0"), lambda p: stages.append(p.stage), CancelToken())
+    result = convert(
+        ConvertRequest(ckpt, out_dir / "out.gguf", "Q8_0"), lambda p: stages.append(p.stage), CancelToken()
+    )
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == ["Converting", "Quantizing"]
     from quantdesk.core.gguf_index import read_index
 
@@ -319,54 +327,72 @@ def _set_bf16(ckpt: Path, tensor: str, index: int, bits: int) -> None:
 
 
 @pytest.mark.parametrize("outtype", ["f16", "Q4_K_M"])
-@pytest.mark.parametrize("tensor, bits, match", [
-    ("model.layers.0.self_attn.q_proj.weight", 0x7FC0, "q_proj.weight' holds NaN or Inf values"),
-    ("model.norm.weight", 0x7F80, "model.norm.weight' holds NaN or Inf values"),
-    ("model.layers.0.mlp.down_proj.weight", 0x4F80, "down_proj.weight' holds values too large for F16; convert to bf16"),
-])
-def test_nan_inf_or_f16_overflow_in_the_weights(ckpt: Path, tmp_path: Path, tensor: str, bits: int, match: str,
-                                               outtype: str) -> None:
+@pytest.mark.parametrize(
+    "tensor, bits, match",
+    [
+        ("model.layers.0.self_attn.q_proj.weight", 0x7FC0, "q_proj.weight' holds NaN or Inf values"),
+        ("model.norm.weight", 0x7F80, "model.norm.weight' holds NaN or Inf values"),
+        (
+            "model.layers.0.mlp.down_proj.weight",
+            0x4F80,
+            "down_proj.weight' holds values too large for F16; convert to bf16",
+        ),
+    ],
+)
+def test_nan_inf_or_f16_overflow_in_the_weights(
+    ckpt: Path, tmp_path: Path, tensor: str, bits: int, match: str, outtype: str
+) -> None:
     """Were written into the GGUF as they were (NaN), or as Inf (4.3e9 does not fit F16)."""
     _set_bf16(ckpt, tensor, 3, bits)
     _refused(ckpt, tmp_path / "out", match, outtype)
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"rms_norm_eps": "tiny"}, "give llama.attention.layer_norm_rms_epsilon the value 'tiny', which is not a valid float32"),
-    ({"max_position_embeddings": "4k"}, "give llama.context_length the value '4k', which is not a valid uint32"),
-    ({"rope_scaling": "linear"}, "config.json: rope_scaling should be an object, not 'linear'"),
-    ({"rope_scaling": {"type": "linear", "factor": "x"}}, "llama.rope.scaling.factor the value 'x'"),
-    ({"num_attention_heads": 3}, r"q_proj.weight: 64 rows cannot be split into 3 heads \(num_attention_heads"),
-    ({"num_key_value_heads": "2"}, r"k_proj.weight: 32 rows cannot be split into '2' heads"),
-    ({"vocab_size": "320"}, "config.json: vocab_size is '320', not a positive integer"),
-    ({"architectures": [["LlamaForCausalLM"]]}, r"architecture \['LlamaForCausalLM'\] is not supported"),
-    ({"text_config": {"architectures": [[1]]}}, r"architecture \[1\] is not supported"),
-    ({"rope_parameters": {"full_attention": "x"}}, "full_attention and sliding_attention should be objects"),
-    ({"rope_scaling": {"rope_type": "llama3", "factor": "x"}}, "rope_scaling of type llama3 needs numbers"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (
+            {"rms_norm_eps": "tiny"},
+            "give llama.attention.layer_norm_rms_epsilon the value 'tiny', which is not a valid float32",
+        ),
+        ({"max_position_embeddings": "4k"}, "give llama.context_length the value '4k', which is not a valid uint32"),
+        ({"rope_scaling": "linear"}, "config.json: rope_scaling should be an object, not 'linear'"),
+        ({"rope_scaling": {"type": "linear", "factor": "x"}}, "llama.rope.scaling.factor the value 'x'"),
+        ({"num_attention_heads": 3}, r"q_proj.weight: 64 rows cannot be split into 3 heads \(num_attention_heads"),
+        ({"num_key_value_heads": "2"}, r"k_proj.weight: 32 rows cannot be split into '2' heads"),
+        ({"vocab_size": "320"}, "config.json: vocab_size is '320', not a positive integer"),
+        ({"architectures": [["LlamaForCausalLM"]]}, r"architecture \['LlamaForCausalLM'\] is not supported"),
+        ({"text_config": {"architectures": [[1]]}}, r"architecture \[1\] is not supported"),
+        ({"rope_parameters": {"full_attention": "x"}}, "full_attention and sliding_attention should be objects"),
+        ({"rope_scaling": {"rope_type": "llama3", "factor": "x"}}, "rope_scaling of type llama3 needs numbers"),
+    ],
+)
 def test_config_values_of_the_wrong_type(ckpt: Path, tmp_path: Path, changes: dict, match: str) -> None:
     """Strings where numbers belong were struct.error / ValueError tracebacks, some mid-write."""
     _edit_config(ckpt, **changes)
     _refused(ckpt, tmp_path / "out", match)
 
 
-@pytest.mark.parametrize("case, match", [
-    ("tokenizer_config-list", "tokenizer_config.json: not a JSON object"),
-    ("added-token-id-not-a-number", r"the tokenizer files are malformed \(ValueError"),
-    ("generation_config-list", "give general.sampling.top_k the value \\[1\\], which is not a valid int32"),
-    ("deeply-nested-config", r"config.json: not valid JSON \(RecursionError\)"),
-    ("weights-are-a-folder", r"model.safetensors: cannot read \(Is a directory\)"),
-    ("overlapping-tensors", "tensors 'model.norm.weight' and 'model.embed_tokens.weight' overlap"),
-    ("bool-in-a-shape", r"malformed safetensors header \(entry 'model.norm.weight'\)"),
-    ("yaml-error-in-the-model-card", r"cannot read the model card .*ParserError: while parsing a flow sequence"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("tokenizer_config-list", "tokenizer_config.json: not a JSON object"),
+        ("added-token-id-not-a-number", r"the tokenizer files are malformed \(ValueError"),
+        ("generation_config-list", "give general.sampling.top_k the value \\[1\\], which is not a valid int32"),
+        ("deeply-nested-config", r"config.json: not valid JSON \(RecursionError\)"),
+        ("weights-are-a-folder", r"model.safetensors: cannot read \(Is a directory\)"),
+        ("overlapping-tensors", "tensors 'model.norm.weight' and 'model.embed_tokens.weight' overlap"),
+        ("bool-in-a-shape", r"malformed safetensors header \(entry 'model.norm.weight'\)"),
+        ("yaml-error-in-the-model-card", r"cannot read the model card .*ParserError: while parsing a flow sequence"),
+    ],
+)
 def test_malformed_checkpoint_files(ckpt: Path, tmp_path: Path, case: str, match: str) -> None:
     """Each was a traceback (or, for overlapping tensors, a model with wrong weights)."""
     if case == "tokenizer_config-list":
         (ckpt / "tokenizer_config.json").write_text("[]", encoding="utf-8")
     elif case == "added-token-id-not-a-number":
-        (ckpt / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {"x": {"content": "a"}}}),
-                                                   encoding="utf-8")
+        (ckpt / "tokenizer_config.json").write_text(
+            json.dumps({"added_tokens_decoder": {"x": {"content": "a"}}}), encoding="utf-8"
+        )
     elif case == "generation_config-list":
         (ckpt / "generation_config.json").write_text('{"top_k": [1]}', encoding="utf-8")
     elif case == "deeply-nested-config":

@@ -6,6 +6,7 @@ our F16 conversion must hold exactly those weights under the starter's names, an
 exactly what a GGUF with the starter's own metadata and those same F16 weights generates.
 (Comparing with the Q4_1 starter itself would compare two different sets of weights.)
 """
+
 from __future__ import annotations
 
 import struct
@@ -18,7 +19,6 @@ import pytest
 from quantdesk.core.convert import ConvertRequest, convert
 from quantdesk.core.gguf_index import read_index
 from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
-
 
 PROMPT = b"The capital of France is"
 N_TOKENS = 16
@@ -33,15 +33,19 @@ def write_same_metadata_gguf(starter: Path, out: Path, tensors: dict[str, np.nda
     """A GGUF with the starter's metadata (raw bytes, minus file_type) and the given F16/F32 tensors."""
     idx = read_index(starter)
     raw = starter.read_bytes()
-    kvs = [raw[kv.start:kv.end] for k, kv in idx.fields.items() if k != "general.file_type"]
+    kvs = [raw[kv.start : kv.end] for k, kv in idx.fields.items() if k != "general.file_type"]
     infos, blobs, offset = [], [], 0
     for t in idx.tensors:
         data = tensors[t.name]
         data = data.astype(np.float32 if data.ndim == 1 else np.float16)
         ggml_type = gguf.GGMLQuantizationType.F32 if data.ndim == 1 else gguf.GGMLQuantizationType.F16
         dims = list(reversed(data.shape))
-        infos.append(_gguf_str(t.name) + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
-                     + struct.pack("<IQ", int(ggml_type), offset))
+        infos.append(
+            _gguf_str(t.name)
+            + struct.pack("<I", len(dims))
+            + struct.pack(f"<{len(dims)}Q", *dims)
+            + struct.pack("<IQ", int(ggml_type), offset)
+        )
         blob = data.tobytes()
         blobs.append(blob + bytes(-len(blob) % 32))
         offset += len(blobs[-1])
@@ -88,7 +92,7 @@ def test_converted_starter_holds_the_same_weights(converted: tuple[Path, Path]) 
     for t in a.tensors:
         r = ref_tensors[t.name]
         assert (t.type, t.shape) == (r.type, r.shape), t.name
-        assert np.array_equal(raw_a[t.offset:t.offset + t.nbytes], raw_b[r.offset:r.offset + r.nbytes]), t.name
+        assert np.array_equal(raw_a[t.offset : t.offset + t.nbytes], raw_b[r.offset : r.offset + r.nbytes]), t.name
     assert a.get("llama.context_length") == 8192
     assert a.get("tokenizer.ggml.pre") == "smollm"
     assert a.get("general.file_type") == int(gguf.LlamaFileType.MOSTLY_F16)

@@ -1,5 +1,6 @@
 """Downloads against the fake Hub: whole jobs, stalls, pause/resume, kill/resume, cancel,
 verification, server errors, dropped connections, disk space, unsafe names, gated repos."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,7 @@ import pytest
 from quantdesk.core import downloads, hub, library
 from quantdesk.core.downloads import DownloadError, DownloadJob, VerificationError
 from quantdesk.core.jobs import Cancelled
-from tests.hubserver import TOKEN, fake_hub  # noqa: F401  (fixture)
+from tests.hubserver import TOKEN
 
 REPO = "acme/Tiny-GGUF"
 Q8 = "Tiny-Q8_0.gguf"
@@ -48,7 +49,7 @@ def test_a_split_model_is_one_job_with_one_progress_and_lands_verified(fake_hub)
     reports = []
     paths = _fast(spec).run(reports.append)
     assert [p.relative_to(spec.dest).as_posix() for p in paths] == [f.path for f in spec.files]
-    for f, p in zip(spec.files, paths):
+    for f, p in zip(spec.files, paths, strict=True):
         assert p.read_bytes() == _data(fake_hub, f.path)
     assert reports[-1].done == reports[-1].total == spec.total_bytes
     assert all(r.total == spec.total_bytes for r in reports)
@@ -129,8 +130,12 @@ def test_a_killed_download_resumes_from_where_it_stopped(fake_hub, tmp_path, qua
     """A real `quantdesk download` process, killed midway; the next run continues the partial."""
     fake_hub.fault(Q8, "stall", after=70_000, seconds=30)
     env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "QUANTDESK_HOME": str(quantdesk_home)}
-    proc = subprocess.Popen([sys.executable, "-m", "quantdesk", "download", REPO, "--include", Q8],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quantdesk", "download", REPO, "--include", Q8],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         spec = downloads.plan(REPO, include=[Q8])
         part = downloads.partial_path(spec.dest / Q8, spec.files[0])
@@ -196,8 +201,21 @@ def test_free_disk_space_is_checked_before_downloading(fake_hub):
     assert fake_hub.ranges(Q8) == []  # nothing was requested
 
 
-@pytest.mark.parametrize("name", ["../evil.gguf", "/etc/evil.gguf", "a/../../evil.gguf", "a\\..\\evil.gguf",
-                                  "C:evil.gguf", "ok/./x.gguf", "", "a//b.gguf", "NUL.gguf", "x\x00.gguf"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../evil.gguf",
+        "/etc/evil.gguf",
+        "a/../../evil.gguf",
+        "a\\..\\evil.gguf",
+        "C:evil.gguf",
+        "ok/./x.gguf",
+        "",
+        "a//b.gguf",
+        "NUL.gguf",
+        "x\x00.gguf",
+    ],
+)
 def test_unsafe_names_from_the_hub_are_refused(name):
     with pytest.raises(DownloadError, match="refusing"):
         downloads.safe_relpath(name)

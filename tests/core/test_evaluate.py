@@ -1,5 +1,6 @@
 """The quant ladder (quantdesk.core.evaluate, `quantdesk lab`): the metrics on their own, then real ladders
 through llama.cpp on the starter model cut to 2 layers, in F16."""
+
 from __future__ import annotations
 
 import math
@@ -21,6 +22,7 @@ def _quiet(p: Progress) -> None:
 
 
 # --- the metrics ------------------------------------------------------------------------------------
+
 
 def test_log_softmax_is_a_distribution_and_stable() -> None:
     logits = np.array([[0.0, 1.0, 2.0], [1000.0, 1000.0, -1000.0]], dtype=np.float32)
@@ -59,6 +61,7 @@ def test_the_builtin_text_is_long_enough_for_the_default_ladder() -> None:
 
 # --- real ladders ---------------------------------------------------------------------------------
 
+
 def test_a_model_compared_with_itself_shows_no_divergence(f16_small: Path) -> None:
     """The KL machinery end to end: llama.cpp on the CPU is deterministic, so the source read twice
     gives exactly its own distributions back."""
@@ -74,8 +77,9 @@ def test_a_model_compared_with_itself_shows_no_divergence(f16_small: Path) -> No
 
 def test_a_ladder_orders_levels_by_size_and_loss_grows_as_bits_shrink(f16_small: Path) -> None:
     stages: list[str] = []
-    result = evaluate.run_ladder(LadderRequest(f16_small, ["Q2_K", "Q8_0"], **SMALL),
-                                 lambda p: stages.append(p.stage), CancelToken())
+    result = evaluate.run_ladder(
+        LadderRequest(f16_small, ["Q2_K", "Q8_0"], **SMALL), lambda p: stages.append(p.stage), CancelToken()
+    )
     names = [r.level for r in result.levels]
     assert names == ["F16", "Q8_0", "Q2_K"] and result.levels[0].is_source
     src, q8, q2 = result.levels
@@ -121,14 +125,17 @@ def test_cancel_while_measuring_saves_nothing(f16_small: Path) -> None:
     assert not any(p.is_file() for p in evaluate.lab_dir().glob("*"))  # no result, no stray files
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(levels=["Q9_K"]), "unknown level 'Q9_K'"),
-    (dict(levels=[]), "at least one level"),
-    (dict(levels=["Q8_0", "Q8_0"]), "compared once"),
-    (dict(context=127), "even number"),
-    (dict(tokens=64), "at least one chunk"),
-    (dict(text="Too short."), "fewer than one chunk"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(levels=["Q9_K"]), "unknown level 'Q9_K'"),
+        (dict(levels=[]), "at least one level"),
+        (dict(levels=["Q8_0", "Q8_0"]), "compared once"),
+        (dict(context=127), "even number"),
+        (dict(tokens=64), "at least one chunk"),
+        (dict(text="Too short."), "fewer than one chunk"),
+    ],
+)
 def test_bad_requests_get_one_line_and_save_nothing(f16_small: Path, change: dict, message: str) -> None:
     with pytest.raises(EvaluateError, match=message):
         evaluate.run_ladder(LadderRequest(f16_small, **{**SMALL, "levels": ["Q8_0"], **change}), _quiet, CancelToken())
@@ -148,8 +155,10 @@ def test_a_source_that_is_not_a_model(tmp_path: Path) -> None:
 def test_the_cli_runs_a_ladder_and_lists_it(f16_small: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["lab", "--list"]) == 0
     assert "No Lab runs yet" in capsys.readouterr().out
-    assert cli_main(["lab", str(f16_small), "--levels", "Q8_0", "--tokens", "128", "--context", "128",
-                     "--threads", "2"]) == 0
+    assert (
+        cli_main(["lab", str(f16_small), "--levels", "Q8_0", "--tokens", "128", "--context", "128", "--threads", "2"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "F16 (source)" in out and "Q8_0" in out and "saved:" in out
     assert cli_main(["lab", "--list"]) == 0

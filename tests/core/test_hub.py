@@ -1,27 +1,37 @@
 """Search, repo details, file grouping and fit, against the fake Hub with the real huggingface_hub client."""
+
 from __future__ import annotations
 
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
 from quantdesk.core import hub
 from quantdesk.core.hardware import Memory
 from quantdesk.core.hub import FileGroup, ModelShape, RemoteFile
-from tests.hubserver import TOKEN, fake_hub  # noqa: F401  (fixture)
+from tests.hubserver import TOKEN
 
 GB = 1_000_000_000
 
 
 # -- search ------------------------------------------------------------------------------------
 
+
 def test_search_filters_sorts_and_fills_every_column(fake_hub):
     page = hub.search(hub.SearchQuery(text="tiny", gguf=True, sort="downloads"))
     assert [r.repo_id for r in page.results] == ["acme/Tiny-GGUF"]
     r = page.results[0]
-    assert (r.author, r.name, r.downloads, r.likes, r.license, r.gated) == ("acme", "Tiny-GGUF", 5000, 40, "apache-2.0", "")
+    assert (r.author, r.name, r.downloads, r.likes, r.license, r.gated) == (
+        "acme",
+        "Tiny-GGUF",
+        5000,
+        40,
+        "apache-2.0",
+        "",
+    )
     assert r.last_modified is not None and r.last_modified.year == 2026
     assert r.parameters == 60_000
     sent = [q for q in fake_hub.requests if q["path"].startswith("/api/models?")][-1]["path"]
@@ -34,7 +44,11 @@ def test_search_filters_sorts_and_fills_every_column(fake_hub):
     text_gen = hub.search(hub.SearchQuery(text_generation=True, safetensors=True))
     assert [r.repo_id for r in text_gen.results] == ["acme/Tiny"]
     sized = hub.search(hub.SearchQuery(architecture="qwen2", min_params_b=2, max_params_b=4))
-    assert sorted(r.repo_id for r in sized.results) == ["someone/Other-1-GGUF", "someone/Other-2-GGUF", "someone/Other-3-GGUF"]
+    assert sorted(r.repo_id for r in sized.results) == [
+        "someone/Other-1-GGUF",
+        "someone/Other-2-GGUF",
+        "someone/Other-3-GGUF",
+    ]
 
 
 def test_search_pages_follow_the_hubs_link_header(fake_hub):
@@ -55,6 +69,7 @@ def test_unknown_sort_is_refused():
 
 # -- one repo ----------------------------------------------------------------------------------
 
+
 def test_repo_details_have_sizes_hashes_and_the_commit(fake_hub):
     d = hub.repo_details("acme/Tiny-GGUF")
     repo = fake_hub.repos["acme/Tiny-GGUF"]
@@ -68,7 +83,11 @@ def test_repo_details_have_sizes_hashes_and_the_commit(fake_hub):
 
 def test_repo_view_groups_files_reads_readme_and_config(fake_hub):
     v = hub.load_repo_view("acme/Tiny-GGUF")
-    assert [(g.label, g.shards, g.complete) for g in v.groups] == [("Q4_K_M", 1, True), ("Q8_0", 1, True), ("F16", 2, True)]
+    assert [(g.label, g.shards, g.complete) for g in v.groups] == [
+        ("Q4_K_M", 1, True),
+        ("Q8_0", 1, True),
+        ("F16", 2, True),
+    ]
     f16 = v.groups[2]
     assert f16.size == sum(len(fake_hub.repos["acme/Tiny-GGUF"].files[p]) for p in f16.paths)
     assert v.readme.startswith("# Tiny GGUF") and "license:" not in v.readme
@@ -116,17 +135,25 @@ def test_the_fake_hub_serves_the_real_clients_own_download(fake_hub, tmp_path):
     from huggingface_hub import hf_hub_download
 
     path = hf_hub_download("acme/Tiny-GGUF", "Tiny-Q4_K_M.gguf", cache_dir=tmp_path / "c", endpoint=fake_hub.url)
-    assert open(path, "rb").read() == fake_hub.repos["acme/Tiny-GGUF"].files["Tiny-Q4_K_M.gguf"]
+    assert Path(path).read_bytes() == fake_hub.repos["acme/Tiny-GGUF"].files["Tiny-Q4_K_M.gguf"]
 
 
 # -- grouping, shapes and fit (no network) -----------------------------------------------------
 
-@pytest.mark.parametrize("name, quant", [
-    ("Llama-3-8B-Instruct-Q4_K_M.gguf", "Q4_K_M"), ("SmolLM2-135M-Instruct.Q4_1.gguf", "Q4_1"),
-    ("model-IQ2_XXS.gguf", "IQ2_XXS"), ("x-UD-Q4_K_XL-00001-of-00003.gguf", "UD-Q4_K_XL"),
-    ("qwen2.5-7b-instruct-q5_k_m-00001-of-00002.gguf", "Q5_K_M"), ("model-bf16.gguf", "BF16"),
-    ("phi-2.Q8_0.gguf", "Q8_0"), ("gemma-2b.gguf", None),
-])
+
+@pytest.mark.parametrize(
+    "name, quant",
+    [
+        ("Llama-3-8B-Instruct-Q4_K_M.gguf", "Q4_K_M"),
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", "Q4_1"),
+        ("model-IQ2_XXS.gguf", "IQ2_XXS"),
+        ("x-UD-Q4_K_XL-00001-of-00003.gguf", "UD-Q4_K_XL"),
+        ("qwen2.5-7b-instruct-q5_k_m-00001-of-00002.gguf", "Q5_K_M"),
+        ("model-bf16.gguf", "BF16"),
+        ("phi-2.Q8_0.gguf", "Q8_0"),
+        ("gemma-2b.gguf", None),
+    ],
+)
 def test_quant_level_from_file_name(name, quant):
     assert hub.quant_from_name(name) == quant
 
@@ -136,20 +163,40 @@ def _f(path: str, size: int = GB) -> RemoteFile:
 
 
 def test_grouping_splits_projectors_checkpoints_and_missing_parts():
-    files = [_f("m-Q4_K_M.gguf"), _f("m-Q2_K.gguf"), _f("big/m-Q8_0-00001-of-00003.gguf"),
-             _f("big/m-Q8_0-00002-of-00003.gguf"), _f("mmproj-m-f16.gguf"), _f("model-00001-of-00002.safetensors"),
-             _f("model-00002-of-00002.safetensors"), _f("config.json", 1000), _f("README.md", 10),
-             _f("pytorch_model.bin")]
+    files = [
+        _f("m-Q4_K_M.gguf"),
+        _f("m-Q2_K.gguf"),
+        _f("big/m-Q8_0-00001-of-00003.gguf"),
+        _f("big/m-Q8_0-00002-of-00003.gguf"),
+        _f("mmproj-m-f16.gguf"),
+        _f("model-00001-of-00002.safetensors"),
+        _f("model-00002-of-00002.safetensors"),
+        _f("config.json", 1000),
+        _f("README.md", 10),
+        _f("pytorch_model.bin"),
+    ]
     groups = hub.group_files(files)
     labels = [(g.kind, g.label, g.complete) for g in groups]
-    assert labels == [("gguf", "Q2_K", True), ("gguf", "Q4_K_M", True), ("gguf", "Q8_0", False),
-                      ("projector", "vision projector (F16)", True), ("checkpoint", "safetensors checkpoint", True)]
+    assert labels == [
+        ("gguf", "Q2_K", True),
+        ("gguf", "Q4_K_M", True),
+        ("gguf", "Q8_0", False),
+        ("projector", "vision projector (F16)", True),
+        ("checkpoint", "safetensors checkpoint", True),
+    ]
     assert groups[-1].size == 2 * GB + 1000
 
 
 def test_shape_from_config_and_kv_cache_arithmetic():
-    shape = hub.shape_from_config({"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
-                                   "hidden_size": 4096, "max_position_embeddings": 8192})
+    shape = hub.shape_from_config(
+        {
+            "num_hidden_layers": 32,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "hidden_size": 4096,
+            "max_position_embeddings": 8192,
+        }
+    )
     assert shape == ModelShape(32, 8, 128, 8192, "config.json")
     assert shape.kv_bytes(8192) == 1024 * 1024 * 1024  # Llama-3-8B: 128 KiB per token
     assert hub.shape_from_config({"hidden_size": 1}) is None
@@ -160,8 +207,10 @@ def test_shape_from_config_and_kv_cache_arithmetic():
 def test_fit_verdicts_and_the_recommended_level():
     mem = Memory(total_bytes=16 * GB, available_bytes=10 * GB)
     shape = ModelShape(32, 8, 128, 8192, "config.json")
-    groups = [FileGroup(q, "gguf", (_f(f"m-{q}.gguf", int(s * GB)),), quant=q)
-              for q, s in (("Q2_K", 3.2), ("Q4_K_M", 4.9), ("Q5_K_M", 5.7), ("Q6_K", 6.6), ("Q8_0", 8.5), ("F16", 16.1))]
+    groups = [
+        FileGroup(q, "gguf", (_f(f"m-{q}.gguf", int(s * GB)),), quant=q)
+        for q, s in (("Q2_K", 3.2), ("Q4_K_M", 4.9), ("Q5_K_M", 5.7), ("Q6_K", 6.6), ("Q8_0", 8.5), ("F16", 16.1))
+    ]
     out = {a.group.label: a for a in hub.assess(groups, shape, 4096, mem)}
     assert out["Q4_K_M"].fit.verdict == "fits" and out["Q6_K"].fit.verdict == "fits"
     assert out["Q8_0"].fit.verdict == "tight" and out["F16"].fit.verdict == "won't fit"

@@ -1,4 +1,5 @@
 """Both imatrix formats read to the values llama-quantize uses (sum / count per column)."""
+
 from __future__ import annotations
 
 import struct

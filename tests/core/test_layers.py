@@ -1,4 +1,5 @@
 """quantdesk/core and quantdesk/kquant must never import Qt: every capability has to work headless."""
+
 import ast
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """The Library: what is found where, split files, checkpoints, other tools' folders, delete, info."""
+
 from __future__ import annotations
 
 import json

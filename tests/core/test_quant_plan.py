@@ -4,6 +4,7 @@ llama.cpp's choice is read from a llama_model_quantize dry run on the whole F16 
 (30 layers, hidden size 576: most K-quant tensors fall back to legacy types, which is exactly
 the part of the rules that is easy to get wrong). The rules' building blocks are tested too.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from quantdesk.core.gguf_index import GGUFIndex, KV, TensorInfo, read_index
+from bench.llama_quantize_ref import llama_plan
+from quantdesk.core.gguf_index import KV, GGUFIndex, TensorInfo, read_index
 from quantdesk.core.quant_plan import (
     FILE_TYPES,
     PlanError,
@@ -23,7 +25,6 @@ from quantdesk.core.quant_plan import (
     parse_ggml_type,
     use_more_bits,
 )
-from bench.llama_quantize_ref import llama_plan
 
 T = gguf.GGMLQuantizationType
 

@@ -4,6 +4,7 @@ temporary name used everywhere else (macOS, Windows, file systems without unname
 The named form is forced here on Linux too, so the path macOS and Windows take is tested on
 every run. What only Windows does (refusing to rename an open file) is covered by the order of
 operations: the file is closed before any rename, which these tests check directly."""
+
 from __future__ import annotations
 
 import errno
@@ -86,6 +87,7 @@ def test_the_named_file_is_closed_before_it_is_renamed(tmp_path: Path, monkeypat
 
 def test_no_clobber_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FAT and exFAT drives have no hard links: the rename still never replaces an existing file."""
+
     def no_links(src, dst):
         raise OSError(errno.EPERM, "Operation not permitted")
 

@@ -1,4 +1,5 @@
 """`quantdesk quantize` end to end, and the card written beside the output."""
+
 from __future__ import annotations
 
 import hashlib
@@ -25,13 +26,17 @@ def test_cli_quantizes_and_writes_a_card(f16_small: Path, tmp_path: Path, capsys
     assert json.loads((tmp_path / "small-Q5_K_M.gguf.card.json").read_text(encoding="utf-8"))["quantdesk_version"]
 
 
-def test_cli_errors_are_one_line_and_exit_2(f16_small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_errors_are_one_line_and_exit_2(
+    f16_small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "o.gguf"
     out.write_bytes(b"x")
     assert main(["quantize", str(f16_small), str(out), "--type", "Q4_K_M"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["quantize", str(f16_small), str(tmp_path / "p.gguf"), "--type", "Q9_K"]) == 2
     assert "unknown level" in capsys.readouterr().err
-    assert main(["quantize", str(f16_small), str(tmp_path / "p.gguf"), "--type", "Q4_K_M", "--tensor-type", "nope"]) == 2
+    assert (
+        main(["quantize", str(f16_small), str(tmp_path / "p.gguf"), "--type", "Q4_K_M", "--tensor-type", "nope"]) == 2
+    )
     assert "REGEX=TYPE" in capsys.readouterr().err
     assert not (tmp_path / "p.gguf").exists()

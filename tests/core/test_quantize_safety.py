@@ -1,5 +1,6 @@
 """Quantizing loses nothing: bad input is refused with a clear message before anything is written,
 and a cancel, a full disk or a kill leave no file behind. The source is never modified."""
+
 from __future__ import annotations
 
 import errno
@@ -79,8 +80,13 @@ def test_the_imatrix_is_never_the_output(f16_small: Path, tmp_path: Path) -> Non
 
     entry = b"blk.0.attn_q.weight"
     im = tmp_path / "m.imatrix"
-    im.write_bytes(st.pack("<i", 1) + st.pack("<i", len(entry)) + entry + st.pack("<ii", 1, 576)
-                   + np.ones(576, dtype="<f4").tobytes())
+    im.write_bytes(
+        st.pack("<i", 1)
+        + st.pack("<i", len(entry))
+        + entry
+        + st.pack("<ii", 1, 576)
+        + np.ones(576, dtype="<f4").tobytes()
+    )
     before = _sha(im)
     with pytest.raises(QuantizeError, match="would replace the imatrix"):
         quantize_file(QuantizeRequest(f16_small, im, "Q4_K_M", imatrix=im, overwrite=True))
@@ -193,7 +199,9 @@ def test_an_unknown_architecture_still_quantizes(tmp_path: Path) -> None:
     assert result.output.exists()
 
 
-def test_not_enough_space_says_how_much_is_needed(f16_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_enough_space_says_how_much_is_needed(
+    f16_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(quantize_mod, "free_bytes", lambda folder: 1_000_000)
     with pytest.raises(QuantizeError, match=r"needs \d+(\.\d)? MB, only 1\.0 MB is free"):
         quantize_file(QuantizeRequest(f16_small, tmp_path / "q.gguf", "Q8_0"))
@@ -249,8 +257,11 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "import sys; from quantdesk.cli import main; sys.exit(main(sys.argv[1:]))", *args]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no file size limit (RLIMIT_FSIZE); "
-                    "test_a_failing_write_mid_way_leaves_nothing covers the clean-up there")
+@pytest.mark.skipif(
+    sys.platform == "win32",
+    reason="Windows has no file size limit (RLIMIT_FSIZE); "
+    "test_a_failing_write_mid_way_leaves_nothing covers the clean-up there",
+)
 def test_a_write_error_leaves_nothing(f16_small: Path, tmp_path: Path) -> None:
     """A real failing write for everyone, no root needed: a file size limit (EFBIG)."""
     code = (
@@ -259,14 +270,21 @@ def test_a_write_error_leaves_nothing(f16_small: Path, tmp_path: Path) -> None:
         "from quantdesk.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     out = tmp_path / "q.gguf"
-    r = subprocess.run([sys.executable, "-c", code, "quantize", str(f16_small), str(out), "--type", "Q8_0"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", code, "quantize", str(f16_small), str(out), "--type", "Q8_0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "File too large" in r.stderr and "Traceback" not in r.stderr  # one line, not a traceback
     assert _files(tmp_path) == set()
 
 
-def test_a_failing_write_mid_way_leaves_nothing(f16_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_write_mid_way_leaves_nothing(
+    f16_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The disk fails after a few megabytes (on every system; the real EFBIG above needs a POSIX
     file size limit): the error reaches the caller and no file is left, named or hidden."""
     real_write = AtomicOutput.write
@@ -288,8 +306,12 @@ def test_a_killed_run_leaves_nothing(f16_model: Path, f16_small: Path, tmp_path:
     probe = AtomicOutput(tmp_path / "probe.gguf")  # does this system give us unnamed files here?
     unnamed = probe.temp_name is None
     probe.abort()
-    proc = subprocess.Popen(_cli("quantize", str(f16_model), str(out), "--type", "IQ4_NL", "--threads", "1"),
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli("quantize", str(f16_model), str(out), "--type", "IQ4_NL", "--threads", "1"),
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until it is writing tensors
@@ -394,13 +416,16 @@ def test_odd_shapes_get_the_bytes_llama_cpp_writes(level: str, ftype: int, tmp_p
     from bench.llama_quantize_ref import llama_quantize
 
     rng = np.random.default_rng(1)
-    src = _llama_gguf(tmp_path / "odd.gguf", {
-        "token_embd.weight": rng.standard_normal((16, 64)).astype(np.float16),
-        "blk.0.attn_q.weight": rng.standard_normal((4, 48)).astype(np.float16),
-        "blk.0.attn_v.weight": rng.standard_normal((8, 160)).astype(np.float16),
-        "blk.0.ffn_up.weight": rng.standard_normal((1, 256)).astype(np.float16),
-        "blk.0.ffn_gate_exps.weight": rng.standard_normal((1, 4, 256)).astype(np.float16),
-    })
+    src = _llama_gguf(
+        tmp_path / "odd.gguf",
+        {
+            "token_embd.weight": rng.standard_normal((16, 64)).astype(np.float16),
+            "blk.0.attn_q.weight": rng.standard_normal((4, 48)).astype(np.float16),
+            "blk.0.attn_v.weight": rng.standard_normal((8, 160)).astype(np.float16),
+            "blk.0.ffn_up.weight": rng.standard_normal((1, 256)).astype(np.float16),
+            "blk.0.ffn_gate_exps.weight": rng.standard_normal((1, 4, 256)).astype(np.float16),
+        },
+    )
     ours, ref = tmp_path / "ours.gguf", tmp_path / "ref.gguf"
     llama_quantize(str(src), str(ref), ftype, nthread=1)
     quantize_file(QuantizeRequest(src, ours, level, threads=1))
@@ -418,14 +443,19 @@ def _bf16(a: np.ndarray) -> np.ndarray:
     return (a.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
 
 
-@pytest.mark.parametrize("case, level, message", [
-    ("nan-in-a-copied-norm", "Q8_0", r"blk\.0\.attn_norm\.weight: row 0 holds NaN or Inf"),
-    ("inf-to-f16", "F16", r"row 1 holds NaN or Inf"),
-    ("bf16-nan-to-bf16", "BF16", r"row 3 holds NaN or Inf"),
-    ("too-large-for-f16", "F16", r"row 0 holds values too large for F16"),
-    ("too-large-for-q8_0-scales", "Q8_0", r"row 0 holds values too large for Q8_0"),
-])
-def test_nan_inf_or_overflow_is_refused_where_llama_cpp_refuses(case: str, level: str, message: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "case, level, message",
+    [
+        ("nan-in-a-copied-norm", "Q8_0", r"blk\.0\.attn_norm\.weight: row 0 holds NaN or Inf"),
+        ("inf-to-f16", "F16", r"row 1 holds NaN or Inf"),
+        ("bf16-nan-to-bf16", "BF16", r"row 3 holds NaN or Inf"),
+        ("too-large-for-f16", "F16", r"row 0 holds values too large for F16"),
+        ("too-large-for-q8_0-scales", "Q8_0", r"row 0 holds values too large for Q8_0"),
+    ],
+)
+def test_nan_inf_or_overflow_is_refused_where_llama_cpp_refuses(
+    case: str, level: str, message: str, tmp_path: Path
+) -> None:
     """llama-quantize validates every tensor it reads and makes (ggml_validate_row_data): a NaN in
     a tensor that is only copied, or a value that overflows F16 or a block's fp16 scale, stops it.
     We wrote such files without a word."""
@@ -444,7 +474,9 @@ def test_nan_inf_or_overflow_is_refused_where_llama_cpp_refuses(case: str, level
         bits[3, 9] = 0x7FC0
         w = gguf.GGUFWriter(str(tmp_path / "src.gguf"), arch="llama")
         w.add_block_count(1)
-        w.add_tensor("blk.0.attn_q.weight", bits.view(np.uint8).reshape(8, 512), raw_dtype=gguf.GGMLQuantizationType.BF16)
+        w.add_tensor(
+            "blk.0.attn_q.weight", bits.view(np.uint8).reshape(8, 512), raw_dtype=gguf.GGMLQuantizationType.BF16
+        )
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_tensors_to_file()
@@ -502,8 +534,9 @@ def test_an_imatrix_whose_name_is_not_utf8(f16_small: Path, tmp_path: Path) -> N
     name = os.fsdecode(b"im\xff.dat")
     values = np.ones(576, dtype="<f4")
     entry = b"blk.0.attn_q.weight"
-    (tmp_path / name).write_bytes(st.pack("<i", 1) + st.pack("<i", len(entry)) + entry + st.pack("<ii", 1, 576)
-                                  + values.tobytes())
+    (tmp_path / name).write_bytes(
+        st.pack("<i", 1) + st.pack("<i", len(entry)) + entry + st.pack("<ii", 1, 576) + values.tobytes()
+    )
     out = tmp_path / "q.gguf"
     quantize_file(QuantizeRequest(f16_small, out, "Q4_K_M", imatrix=tmp_path / name))
     from quantdesk.core.gguf_index import read_index

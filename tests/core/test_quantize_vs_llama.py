@@ -11,10 +11,11 @@ The level matrix runs on the starter cut to 2 layers (real weights, real tokeniz
 model takes llama.cpp 30 s for IQ4_NL alone); Q4_K_M and the requantize case run on the whole
 model, and test_quant_plan.py checks the plans of every level on the whole model.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gguf
 import numpy as np
@@ -64,7 +65,7 @@ def assert_plan_matches(src: Path, ref: Path, level: str, opts: PlanOptions) -> 
     plan = make_plan(read_index(src), level, opts)
     theirs = [(t.name, t.type.name, t.shape) for t in read_index(ref).tensors]
     ours = [(t.name, t.dst_type.name, t.shape) for t in plan.tensors]
-    diff = [(o, r) for o, r in zip(ours, theirs) if o != r]
+    diff = [(o, r) for o, r in zip(ours, theirs, strict=False) if o != r]
     assert len(ours) == len(theirs) and not diff, f"plan differs from llama.cpp's: {diff[:5]}"
 
 
@@ -140,8 +141,11 @@ IMATRIX_LEVELS = ["Q2_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M", "Q5_K_S", "Q
 
 @pytest.mark.parametrize("level", IMATRIX_LEVELS)
 def test_with_an_imatrix_the_bytes_are_llama_quantizes(
-    level: str, f16_small: Path, imatrix_file: tuple[Path, dict[str, np.ndarray]],
-    llama_reference: Callable[..., Path], tmp_path: Path,
+    level: str,
+    f16_small: Path,
+    imatrix_file: tuple[Path, dict[str, np.ndarray]],
+    llama_reference: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
     path, values = imatrix_file
     im = load_imatrix(path)
@@ -169,8 +173,11 @@ OPTION_CASES = {
 
 @pytest.mark.parametrize("case", list(OPTION_CASES))
 def test_switches_match_llama_quantize(
-    case: str, f16_small: Path, imatrix_file: tuple[Path, dict[str, np.ndarray]],
-    llama_reference: Callable[..., Path], tmp_path: Path,
+    case: str,
+    f16_small: Path,
+    imatrix_file: tuple[Path, dict[str, np.ndarray]],
+    llama_reference: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
     c = dict(OPTION_CASES[case])
     level = c.pop("level")
@@ -181,9 +188,7 @@ def test_switches_match_llama_quantize(
         ref_opts["pure"] = req_opts["pure"] = True
     if c.get("tensor_types"):
         req_opts["tensor_types"] = c["tensor_types"]
-        ref_opts["tensor_types"] = [
-            (s.split("=")[0], int(parse_ggml_type(s.split("=")[1]))) for s in c["tensor_types"]
-        ]
+        ref_opts["tensor_types"] = [(s.split("=")[0], int(parse_ggml_type(s.split("=")[1]))) for s in c["tensor_types"]]
     for key in ("output_tensor_type", "token_embedding_type"):
         if c.get(key):
             req_opts[key] = c[key]
@@ -209,7 +214,9 @@ def test_requantizing_the_starter_matches_llama_quantize(
     assert_same_file(out, ref)
 
 
-@pytest.mark.parametrize("source_type, level", [("BF16", "Q4_K_M"), ("BF16", "F16"), ("F32", "Q5_K_S"), ("F32", "BF16")])
+@pytest.mark.parametrize(
+    "source_type, level", [("BF16", "Q4_K_M"), ("BF16", "F16"), ("F32", "Q5_K_S"), ("F32", "BF16")]
+)
 def test_bf16_and_f32_sources(
     source_type: str, level: str, f16_small: Path, llama_reference: Callable[..., Path], tmp_path: Path
 ) -> None:

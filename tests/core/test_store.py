@@ -1,4 +1,5 @@
 """Conversations in SQLite: saved as they grow, searchable, exportable, and safe from a killed app."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ def test_conversation_life_cycle(tmp_path):
     store.update_message(a, "Mix flour, water, yeast.", complete=True, stats={"tokens": 6})
     msgs = store.messages(cid)
     assert [(m.role, m.content, m.complete) for m in msgs] == [
-        ("user", "How do I bake bread at home?\nI have flour.", True), ("assistant", "Mix flour, water, yeast.", True)]
+        ("user", "How do I bake bread at home?\nI have flour.", True),
+        ("assistant", "Mix flour, water, yeast.", True),
+    ]
     assert msgs[1].stats == {"tokens": 6}
 
     other = store.create_conversation("/models/b.gguf")
@@ -86,9 +89,14 @@ STREAMER = textwrap.dedent("""
 def test_killed_app_keeps_the_conversation_and_most_of_the_reply(tmp_path, starter_model):
     db = tmp_path / "c.sqlite3"
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-c", STREAMER, str(db), str(starter_model)], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(root)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STREAMER, str(db), str(starter_model)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     try:
         line = proc.stdout.readline()
         assert line.strip() == "STREAMING", "the reply did not start streaming"

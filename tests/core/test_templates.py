@@ -1,4 +1,5 @@
 """Chat templates of several families render the turn format each family documents."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,17 +16,17 @@ CONVO = [
 
 EXPECTED = {
     "chatml": "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
-              "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n",
+    "<|im_start|>assistant\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n",
     "llama3": "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
-              "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
-              "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
-              "<|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|>"
-              "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n",
     "mistral": "<s>[INST] Be brief.\n\nHi [/INST]Hello!</s>[INST] 2+2? [/INST]",
     "gemma": "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
-             "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n",
+    "<start_of_turn>user\n2+2?<end_of_turn>\n<start_of_turn>model\n",
     "phi3": "<|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello!<|end|>\n<|user|>\n2+2?<|end|>\n"
-            "<|assistant|>\n",
+    "<|assistant|>\n",
 }
 TOKENS = {"llama3": ("<|begin_of_text|>", "<|eot_id|>"), "mistral": ("<s>", "</s>"), "gemma": ("<bos>", "<eos>")}
 

@@ -2,6 +2,7 @@
 
 Not a test module (no test_ prefix); imported by tests/native/test_*.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ def model_samples(path: Path, rows_per_tensor: int = 4) -> tuple[Sample, ...]:
             continue
         data = t.data  # (nrows, row bytes) for quantized, (nrows, n) for float types
         start = int(rng.integers(0, data.shape[0] - rows_per_tensor + 1))
-        part = np.asarray(data[start:start + rows_per_tensor])
+        part = np.asarray(data[start : start + rows_per_tensor])
         qtype = gguf.GGMLQuantizationType(int(t.tensor_type))
         rows = gguf.quants.dequantize(part, qtype).astype(np.float32)
         out.append(Sample(t.name, np.ascontiguousarray(rows)))

@@ -4,14 +4,15 @@ For every type, with and without an importance matrix, on every ISA this machine
 real weights (rows of every 2-D tensor of the starter model) and adversarial rows of many
 lengths. Dequantize must equal gguf-py's reference dequantizer.
 """
+
 from __future__ import annotations
 
 import gguf
 import numpy as np
 import pytest
 
-from quantdesk import kquant
 from bench.ggml_ref import ggml_quantize
+from quantdesk import kquant
 from tests.native.kq_data import adversarial_rows, imatrices, model_samples
 
 TYPE_NAMES = list(kquant.TYPES)
@@ -29,7 +30,8 @@ def isa(request: pytest.FixtureRequest):
 def first_diff(ours: np.ndarray, ref: np.ndarray, row_bytes: int) -> str:
     """Where two outputs first differ, as 'row r, byte b (ours x, ggml y)'."""
     i = int(np.flatnonzero(ours != ref)[0])
-    return f"row {i // row_bytes}, byte {i % row_bytes} (ours {ours[i]}, ggml {ref[i]}), {np.count_nonzero(ours != ref)} bytes differ"
+    n_diff = np.count_nonzero(ours != ref)
+    return f"row {i // row_bytes}, byte {i % row_bytes} (ours {ours[i]}, ggml {ref[i]}), {n_diff} bytes differ"
 
 
 def realistic_imatrix(n: int, seed: int) -> np.ndarray:
@@ -49,7 +51,9 @@ def test_starter_model_tensors_match_ggml(starter_model, qtype, use_imatrix, isa
         ours = kquant.quantize(x, qtype, imatrix=qw, threads=1)
         ref = ggml_quantize(x, qtype, qw)
         if not np.array_equal(ours, ref):
-            pytest.fail(f"{qtype} on {sample.name} [{isa}]: {first_diff(ours, ref, kquant.row_size(qtype, x.shape[1]))}")
+            pytest.fail(
+                f"{qtype} on {sample.name} [{isa}]: {first_diff(ours, ref, kquant.row_size(qtype, x.shape[1]))}"
+            )
 
 
 LENGTHS_32 = [32, 64, 96, 160, 576, 4096]
@@ -67,8 +71,7 @@ def test_adversarial_rows_match_ggml(qtype, isa):
             if not np.array_equal(ours, ref):
                 rb = kquant.row_size(qtype, n)
                 row = int(np.flatnonzero(ours != ref)[0]) // rb
-                pytest.fail(f"{qtype} n={n} imatrix={im_name} row '{labels[row]}' [{isa}]: "
-                            f"{first_diff(ours, ref, rb)}")
+                pytest.fail(f"{qtype} n={n} imatrix={im_name} row '{labels[row]}' [{isa}]: {first_diff(ours, ref, rb)}")
 
 
 @pytest.mark.parametrize("qtype", TYPE_NAMES)
@@ -84,8 +87,9 @@ def test_half_precision_inputs_match_float32_path(qtype, isa):
     bf16_bits = (x32.view(np.uint32) >> 16).astype(np.uint16)  # truncation is fine: any bf16 will do
     as_f32 = (bf16_bits.astype(np.uint32) << 16).view(np.float32)
     qw = realistic_imatrix(1024, 9)
-    assert np.array_equal(kquant.quantize(bf16_bits, qtype, imatrix=qw, src_dtype="bf16", threads=1),
-                          ggml_quantize(as_f32, qtype, qw))
+    assert np.array_equal(
+        kquant.quantize(bf16_bits, qtype, imatrix=qw, src_dtype="bf16", threads=1), ggml_quantize(as_f32, qtype, qw)
+    )
 
 
 def _every_finite_half(fmt: str) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +114,9 @@ def test_every_half_precision_value_gives_the_float32_bytes(fmt, isa):
         for qtype in TYPE_NAMES:
             ours = kquant.quantize(half, qtype, src_dtype=src_dtype, threads=1)
             ref = kquant.quantize(as_f32, qtype, threads=1)
-            assert np.array_equal(ours, ref), f"{qtype} [{isa}] {fmt}: {first_diff(ours, ref, kquant.row_size(qtype, 1024))}"
+            assert np.array_equal(ours, ref), (
+                f"{qtype} [{isa}] {fmt}: {first_diff(ours, ref, kquant.row_size(qtype, 1024))}"
+            )
 
 
 @pytest.mark.parametrize("fmt", ["f16", "bf16"])

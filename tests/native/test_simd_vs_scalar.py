@@ -6,6 +6,7 @@ random shapes, float32 values anywhere in the finite range (subnormals, huge val
 zeros, repeated values), with and without an importance matrix. The ISA is switched through the
 public API (quantdesk.kquant.set_isa), so this tests the dispatch table the app really uses.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,13 +36,23 @@ def rows_case(draw, block: int):
         scale = draw(st.sampled_from([1e-30, 1e-6, 0.02, 1.0, 300.0, 1e20]))
         x = (np.random.default_rng(seed).standard_normal((nrows, n)) * scale).astype(np.float32)
     else:
-        elements = {"any": _ANY_FLOAT, "small-set": _SMALL_SET,
-                    "mixed": st.one_of(_SMALL_SET, st.floats(-4.0, 4.0, width=32))}[style]
+        elements = {
+            "any": _ANY_FLOAT,
+            "small-set": _SMALL_SET,
+            "mixed": st.one_of(_SMALL_SET, st.floats(-4.0, 4.0, width=32)),
+        }[style]
         x = draw(hnp.arrays(np.float32, (nrows, n), elements=elements))
     imatrix = None
     if draw(st.booleans()):
-        imatrix = draw(hnp.arrays(np.float32, (n,), elements=st.one_of(
-            st.just(0.0), st.floats(0.0, 1e6, width=32), st.floats(0.0009765625, 10.0, width=32))))
+        imatrix = draw(
+            hnp.arrays(
+                np.float32,
+                (n,),
+                elements=st.one_of(
+                    st.just(0.0), st.floats(0.0, 1e6, width=32), st.floats(0.0009765625, 10.0, width=32)
+                ),
+            )
+        )
     return x, imatrix
 
 
@@ -57,8 +68,12 @@ def restore_isa():
 def test_simd_equals_scalar(qtype: str, isa: str, restore_isa) -> None:
     block = kq.TYPES[qtype].block_size
 
-    @settings(max_examples=50, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=50,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(rows_case(block))
     def check(case) -> None:
         x, imatrix = case
@@ -70,6 +85,7 @@ def test_simd_equals_scalar(qtype: str, isa: str, restore_isa) -> None:
             first = int(np.flatnonzero(got != want)[0])
             raise AssertionError(
                 f"{qtype} {isa} differs from scalar at byte {first} "
-                f"(rows {x.shape}, imatrix {'yes' if imatrix is not None else 'no'})")
+                f"(rows {x.shape}, imatrix {'yes' if imatrix is not None else 'no'})"
+            )
 
     check()

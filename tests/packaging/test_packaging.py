@@ -5,6 +5,7 @@ does not parse, icon files Windows or macOS would reject, a .desktop entry or .d
 template with a typo, a workflow matrix that lost a platform, and a bundle check that stays
 quiet about a missing part.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -53,13 +54,13 @@ def test_icons_are_well_formed_ico_and_icns() -> None:
     for i, size in enumerate(make_icons.ICO_SIZES):
         w, h, _, _, planes, bpp, length, offset = struct.unpack_from("<BBBBHHII", ico, 6 + 16 * i)
         assert (w, h) == ((size, size) if size < 256 else (0, 0)) and (planes, bpp) == (1, 32)
-        assert ico[offset:offset + 8] == b"\x89PNG\r\n\x1a\n" and offset + length <= len(ico)
+        assert ico[offset : offset + 8] == b"\x89PNG\r\n\x1a\n" and offset + length <= len(ico)
 
     icns = make_icons.icns_bytes(pngs)
     assert icns[:4] == b"icns" and struct.unpack_from(">I", icns, 4)[0] == len(icns)
     pos, kinds = 8, []
     while pos < len(icns):
-        kinds.append(icns[pos:pos + 4])
+        kinds.append(icns[pos : pos + 4])
         pos += struct.unpack_from(">I", icns, pos + 4)[0]
     assert pos == len(icns) and kinds == [k for k, _ in make_icons.ICNS_TYPES]
 
@@ -101,9 +102,19 @@ def test_release_workflow_covers_four_platforms() -> None:
 
 
 def test_bundle_check_names_what_is_missing(tmp_path: Path) -> None:
-    assert check_bundle.problems(tmp_path / "nowhere") == [f"{tmp_path / 'nowhere'} does not exist (did PyInstaller run?)"]
+    assert check_bundle.problems(tmp_path / "nowhere") == [
+        f"{tmp_path / 'nowhere'} does not exist (did PyInstaller run?)"
+    ]
     found = "\n".join(check_bundle.problems(tmp_path))
-    for part in ("executable", "_kquant", "_cffi_backend", "llama.cpp library", "starter model", "resource", "Qt plugins"):
+    for part in (
+        "executable",
+        "_kquant",
+        "_cffi_backend",
+        "llama.cpp library",
+        "starter model",
+        "resource",
+        "Qt plugins",
+    ):
         assert part in found
 
 
@@ -148,13 +159,17 @@ def test_llama_pin_is_read_from_pyproject() -> None:
 
 def test_native_llama_features_are_named() -> None:
     portable = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 |"
-    native = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 0 | AVX_VNNI = 1 | AMX_INT8 = 1 |"
+    native = (
+        "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VBMI = 1 | AVX512_VNNI = 0 | AVX_VNNI = 1 | AMX_INT8 = 1 |"
+    )
     assert check_bundle.features_beyond_portable(portable) == []
     assert check_bundle.features_beyond_portable(native) == ["AVX512", "AVX512_VBMI", "AVX_VNNI", "AMX_INT8"]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not check_bundle.is_x86_64(),
-                    reason="builds x86-64 ELF test libraries with gcc")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not check_bundle.is_x86_64(),
+    reason="builds x86-64 ELF test libraries with gcc",
+)
 def test_machine_code_scan_finds_avx512(tmp_path: Path) -> None:
     """The objdump scan of the bundled llama.cpp: a library with AVX-512 code is caught, an AVX2 one is not."""
     import shutil
@@ -163,13 +178,16 @@ def test_machine_code_scan_finds_avx512(tmp_path: Path) -> None:
     if shutil.which("gcc") is None or shutil.which("objdump") is None:
         pytest.skip("needs gcc and objdump")
     src = tmp_path / "k.c"
-    src.write_text("#include <immintrin.h>\n"
-                   "void add(float *a, const float *b) {\n"
-                   "#ifdef __AVX512F__\n"
-                   "  _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), _mm512_loadu_ps(b)));\n"
-                   "#else\n"
-                   "  _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b)));\n"
-                   "#endif\n}\n", encoding="utf-8")
+    src.write_text(
+        "#include <immintrin.h>\n"
+        "void add(float *a, const float *b) {\n"
+        "#ifdef __AVX512F__\n"
+        "  _mm512_storeu_ps(a, _mm512_add_ps(_mm512_loadu_ps(a), _mm512_loadu_ps(b)));\n"
+        "#else\n"
+        "  _mm256_storeu_ps(a, _mm256_add_ps(_mm256_loadu_ps(a), _mm256_loadu_ps(b)));\n"
+        "#endif\n}\n",
+        encoding="utf-8",
+    )
     for flag, expect_found in (("-mavx2", False), ("-mavx512f", True)):
         lib = tmp_path / f"lib{flag[2:]}.so"
         subprocess.run(["gcc", "-O2", "-shared", "-fPIC", flag, str(src), "-o", str(lib)], check=True)

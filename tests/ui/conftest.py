@@ -1,5 +1,6 @@
 """Every UI test runs under the app's own QApplication set-up (style, error hooks, and garbage
 collection kept on the GUI thread), whichever test module builds widgets first."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,6 @@
 """Chat in the window with the real starter model: a turn, Stop, regenerate, edit, and the list."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
@@ -40,7 +40,7 @@ def test_chat_turn_streams_into_the_view_and_is_saved(qtbot, window):
     gaps, clock = [], QElapsedTimer()
     clock.start()
     ticker = QTimer()
-    ticker.timeout.connect(lambda: (gaps.append(clock.restart())))
+    ticker.timeout.connect(lambda: gaps.append(clock.restart()))
     ticker.start(10)
     qtbot.keyClick(page.composer.edit, Qt.Key.Key_Return)
     assert page.busy() and page.composer.generating

@@ -1,5 +1,6 @@
 """The Discover page against the fake Hub: search -> results -> model page -> download, the queue's
 pause/resume/cancel, gated repos and the token, and errors in place."""
+
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
@@ -8,7 +9,7 @@ from quantdesk.core import downloads
 from quantdesk.ui.app import make_application
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.discover_page import DiscoverPage
-from tests.hubserver import TOKEN, fake_hub  # noqa: F401  (fixture)
+from tests.hubserver import TOKEN
 
 FAST = {"stall_timeout_s": 0.3, "retry_wait_s": 0.01}
 
@@ -31,14 +32,17 @@ def _on_disk(item) -> int:
 def _search(qtbot, page: DiscoverPage, text: str) -> None:
     page.search_edit.setText(text)
     page.search_button.click()
-    qtbot.waitUntil(lambda: page.results_model.rowCount() > 0 and page.results_status.text() != "Searching the Hub…",
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: page.results_model.rowCount() > 0 and page.results_status.text() != "Searching the Hub…", timeout=10_000
+    )
 
 
 def _open(qtbot, page: DiscoverPage, repo_id: str) -> None:
     page.open_repo(repo_id)
-    qtbot.waitUntil(lambda: page.model_stack.currentIndex() == 1 and page.view is not None
-                    and page.view.details.repo_id == repo_id, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: page.model_stack.currentIndex() == 1 and page.view is not None and page.view.details.repo_id == repo_id,
+        timeout=10_000,
+    )
 
 
 def test_search_results_model_page_and_download(qtbot, fake_hub):
@@ -51,8 +55,11 @@ def test_search_results_model_page_and_download(qtbot, fake_hub):
     assert row[0].startswith("Tiny-GGUF") and row[1:4] == ["acme", "5,000", "40"]
     assert row[5:] == ["apache-2.0", "Open"]
     # Clicking a result opens its page: README, licence, grouped files, fit and the recommendation.
-    qtbot.mouseClick(page.results_view.viewport(), Qt.MouseButton.LeftButton,
-                     pos=page.results_view.visualRect(m.index(0, 0)).center())
+    qtbot.mouseClick(
+        page.results_view.viewport(),
+        Qt.MouseButton.LeftButton,
+        pos=page.results_view.visualRect(m.index(0, 0)).center(),
+    )
     assert page.stack.currentWidget() is page.model_page
     qtbot.waitUntil(lambda: page.model_stack.currentIndex() == 1, timeout=10_000)
     assert page.model_title.text() == "acme/Tiny-GGUF" and "apache-2.0" in page.model_facts.text()

@@ -1,5 +1,6 @@
 """The Lab page: the Library's models as sources, a real ladder filling the table and the chart,
 Cancel leaving nothing saved, earlier runs shown on open and deleted."""
+
 from __future__ import annotations
 
 import os
@@ -9,11 +10,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
+from bench.llama_quantize_ref import llama_quantize
 from quantdesk.core import paths
 from quantdesk.core.evaluate import DEFAULT_LEVELS, LadderRequest, LadderResult, LevelResult, list_results, save_result
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.lab_page import LAB_LEVELS, SOURCE_HINT, LabPage
-from bench.llama_quantize_ref import llama_quantize
 
 
 @pytest.fixture(scope="session")
@@ -49,17 +50,39 @@ def _small(source: Path) -> LadderRequest:
 
 
 def _level(level: str, size: int, kl: float, source: bool = False) -> LevelResult:
-    return LevelResult(level=level, path=f"/nowhere/m-{level}.gguf", is_source=source, file_bytes=size,
-                       bits_per_weight=16.0 * size / 1_000_000_000, perplexity=10.0 + 20 * kl, kl_mean=kl,
-                       kl_p99=kl * 5, top1_agreement=1.0 - kl, prompt_tps=500.0, generate_tps=40.0)
+    return LevelResult(
+        level=level,
+        path=f"/nowhere/m-{level}.gguf",
+        is_source=source,
+        file_bytes=size,
+        bits_per_weight=16.0 * size / 1_000_000_000,
+        perplexity=10.0 + 20 * kl,
+        kl_mean=kl,
+        kl_p99=kl * 5,
+        top1_agreement=1.0 - kl,
+        prompt_tps=500.0,
+        generate_tps=40.0,
+    )
 
 
 def _saved(created: str, model: str) -> LadderResult:
-    result = LadderResult(model=model, source=f"/nowhere/{model}", created=created, tokens_scored=1022, context=512,
-                          chunks=2, threads=None, gpu_layers=0,
-                          levels=[_level("F16", 1_000_000_000, 0.0, source=True), _level("Q8_0", 531_000_000, 0.004),
-                                  _level("Q4_K_M", 300_000_000, 0.03),
-                                  _level("Q3_K_M", 250_000_000, 0.2), _level("Q2_K", 200_000_000, 0.5)])
+    result = LadderResult(
+        model=model,
+        source=f"/nowhere/{model}",
+        created=created,
+        tokens_scored=1022,
+        context=512,
+        chunks=2,
+        threads=None,
+        gpu_layers=0,
+        levels=[
+            _level("F16", 1_000_000_000, 0.0, source=True),
+            _level("Q8_0", 531_000_000, 0.004),
+            _level("Q4_K_M", 300_000_000, 0.03),
+            _level("Q3_K_M", 250_000_000, 0.2),
+            _level("Q2_K", 200_000_000, 0.5),
+        ],
+    )
     save_result(result)
     return result
 
@@ -94,8 +117,10 @@ def test_a_ladder_fills_the_table_and_the_chart(qtbot, source: Path) -> None:
     page = _page(qtbot)
     page.start(_small(source))
     assert not page.run_button.isEnabled() and not page.source_box.isEnabled()
-    qtbot.waitUntil(lambda: page.table_model.rowCount() == 3 and page._handle is not None and not page._handle.running,
-                    timeout=120_000)
+    qtbot.waitUntil(
+        lambda: page.table_model.rowCount() == 3 and page._handle is not None and not page._handle.running,
+        timeout=120_000,
+    )
     rows = [page.table_model.cells(r) for r in range(3)]
     assert [r[0] for r in rows] == ["F16 (source)", "Q8_0", "Q4_K_M"]
     assert rows[0][4:8] == ("—", "—", "—", "—")  # the source is the reference, not compared with itself
@@ -166,8 +191,10 @@ def test_a_bad_source_is_an_error_in_place(qtbot, tmp_path: Path) -> None:
     page = _page(qtbot)
     page.start(LadderRequest(bad, ["Q8_0"], tokens=256, context=128))
     qtbot.waitUntil(lambda: page.error.isVisible(), timeout=30_000)
-    assert page.error.message.text().startswith("The ladder did not run:") and "Nothing was saved" in \
-        page.error.message.text()
+    assert (
+        page.error.message.text().startswith("The ladder did not run:")
+        and "Nothing was saved" in page.error.message.text()
+    )
     assert "Traceback" not in page.error.message.text()
     qtbot.waitUntil(lambda: page.run_button.isEnabled(), timeout=5_000)
     assert list_results() == []
@@ -196,11 +223,24 @@ def test_opening_the_window_does_not_load_the_chart_library(tmp_path: Path) -> N
         "out.close()\n"
     )
     env = {**os.environ, "QUANTDESK_HOME": str(tmp_path / "home"), "QT_QPA_PLATFORM": "offscreen"}
-    subprocess.run([sys.executable, "-c", "from tests.ui.test_lab_page import _saved; "
-                    "_saved('2026-11-22T10:00:00+00:00', 'Saved-F16.gguf')"], env=env, check=True,
-                   cwd=Path(__file__).resolve().parents[2])
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[2])
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from tests.ui.test_lab_page import _saved; _saved('2026-11-22T10:00:00+00:00', 'Saved-F16.gguf')",
+        ],
+        env=env,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     found = report.read_text(encoding="utf-8") if report.exists() else ""
     assert "at start: False" in found, found + out.stdout + out.stderr
     assert "on the Lab: True 5" in found, found + out.stdout + out.stderr

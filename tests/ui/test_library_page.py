@@ -1,5 +1,6 @@
 """The Library page: the starter model first with its way into Chat, details read in the background,
 added folders, delete with confirmation, reveal."""
+
 from __future__ import annotations
 
 from pathlib import Path

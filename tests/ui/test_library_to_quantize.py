@@ -1,5 +1,6 @@
 """From the Library to Quantize: the "Quantize…" button, and a checkpoint folder as a source
 (estimated sizes, the convert job's stages, cancel, the result in the Library)."""
+
 from __future__ import annotations
 
 import json
@@ -29,13 +30,16 @@ def _quantize_page(qtbot, ctx: AppContext, source: Path) -> QuantizePage:
     page = QuantizePage(ctx)
     qtbot.addWidget(page)
     page.set_source(source)
-    qtbot.waitUntil(lambda: page.source_path() == source and "checkpoint" in page.source_info.text()
-                    or page.levels.rowCount() > 0, timeout=10_000)
+    qtbot.waitUntil(
+        lambda: page.source_path() == source and "checkpoint" in page.source_info.text() or page.levels.rowCount() > 0,
+        timeout=10_000,
+    )
     return page
 
 
-def test_library_quantize_button_opens_the_starter_on_the_quantize_page(qtbot, no_other_apps,
-                                                                          starter_model: Path) -> None:
+def test_library_quantize_button_opens_the_starter_on_the_quantize_page(
+    qtbot, no_other_apps, starter_model: Path
+) -> None:
     make_application([])
     ctx = AppContext()
     lib = LibraryPage(ctx)

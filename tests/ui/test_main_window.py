@@ -1,12 +1,13 @@
 """The main window: six pages, keyboard switching, persistence, and the safety net."""
+
 from __future__ import annotations
 
 import threading
-
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from quantdesk.core import settings
 from quantdesk.ui.app import crash_reporter, make_application
@@ -70,7 +71,7 @@ def test_unexpected_exception_in_a_thread_is_logged_not_fatal(qtbot):
     qtbot.waitUntil(lambda: len(reporter.shown) > before, timeout=3000)
     assert "ZeroDivisionError" in reporter.shown[-1]
     files = [h.baseFilename for h in logging.getLogger().handlers if getattr(h, "_quantdesk", False)]
-    assert files and "ZeroDivisionError" in open(files[0], encoding="utf-8").read()
+    assert files and "ZeroDivisionError" in Path(files[0]).read_text(encoding="utf-8")
 
 
 def test_appearance_switches_between_light_and_dark(qtbot, monkeypatch):

@@ -1,16 +1,17 @@
 """The Quantize page: levels with this model's real sizes, a run that lands in the Library, Cancel."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from bench.llama_quantize_ref import llama_quantize
 from quantdesk.core import paths
 from quantdesk.core.gguf_index import read_index
 from quantdesk.core.quant_plan import make_plan
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.quantize_page import QuantizePage
-from bench.llama_quantize_ref import llama_quantize
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The UI's job runner: results, failures, cancel and throttled progress arrive in the UI thread."""
+
 from __future__ import annotations
 
 import threading

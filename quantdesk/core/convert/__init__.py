@@ -10,6 +10,7 @@ Public face (for the CLI and the app's pages):
 Modules: safetensors_file (lazy reading, validation), vocab (tokenizers), family (shared
 architecture logic), llama / qwen (families), converter (the job), bpe_pre (llama.cpp's hash table).
 """
+
 from quantdesk.core.convert.converter import (
     CheckpointInfo,
     ConvertRequest,
@@ -23,6 +24,13 @@ from quantdesk.core.convert.converter import (
 from quantdesk.core.convert.errors import ConvertError
 
 __all__ = [
-    "CheckpointInfo", "describe_checkpoint", "ConvertError", "ConvertRequest", "ConvertResult", "convert", "convert_job", "is_checkpoint",
+    "CheckpointInfo",
+    "describe_checkpoint",
+    "ConvertError",
+    "ConvertRequest",
+    "ConvertResult",
+    "convert",
+    "convert_job",
+    "is_checkpoint",
     "supported_architectures",
 ]

@@ -10,6 +10,7 @@ Order of work, so that bad input never leaves anything behind:
 For a quantized level (Q4_K_M, ...) a temporary F16 GGUF is written first, in the destination
 folder, handed to quantdesk.core.quantize, and removed whatever happens.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import gguf
 import numpy as np
@@ -31,8 +32,15 @@ from quantdesk.core.convert.qwen import Qwen2Family, Qwen3Family
 from quantdesk.core.convert.safetensors_file import check_dtypes, index_checkpoint
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
 
-FAMILIES: list[type[Family]] = [LlamaFamily, MistralFamily, Qwen2Family, Qwen3Family, Gemma2Family, Gemma3Family,
-                                Phi3Family]
+FAMILIES: list[type[Family]] = [
+    LlamaFamily,
+    MistralFamily,
+    Qwen2Family,
+    Qwen3Family,
+    Gemma2Family,
+    Gemma3Family,
+    Phi3Family,
+]
 ARCHITECTURES: dict[str, type[Family]] = {a: f for f in FAMILIES for a in f.hf_architectures}
 
 FLOAT_OUTTYPES = {
@@ -59,12 +67,12 @@ class CheckpointInfo:
     """What the Library shows for a checkpoint folder, and whether Quantize can be offered."""
 
     folder: Path
-    architecture: Optional[str]  # as config.json names it, e.g. "LlamaForCausalLM"
-    gguf_architecture: Optional[str]  # what the GGUF will say, e.g. "llama"; None if unsupported
+    architecture: str | None  # as config.json names it, e.g. "LlamaForCausalLM"
+    gguf_architecture: str | None  # what the GGUF will say, e.g. "llama"; None if unsupported
     parameters: int
     dtypes: list[str]  # safetensors dtypes present, e.g. ["BF16"]
     size_bytes: int  # of the weights
-    problem: Optional[str]  # why it cannot be converted (one line), or None
+    problem: str | None  # why it cannot be converted (one line), or None
 
     @property
     def convertible(self) -> bool:
@@ -74,8 +82,8 @@ class CheckpointInfo:
 def describe_checkpoint(folder: Path) -> CheckpointInfo:
     """Headers only (fast, no weights read); never raises for bad input, says why in `problem`."""
     folder = Path(folder)
-    arch: Optional[str] = None
-    gguf_arch: Optional[str] = None
+    arch: str | None = None
+    gguf_arch: str | None = None
     params, size, dtypes = 0, 0, []
     try:
         config = read_config(folder)
@@ -158,7 +166,7 @@ def _output_qtype(p: PlannedTensor, default: gguf.GGMLQuantizationType) -> gguf.
     return gguf.GGMLQuantizationType.F32 if p.force_f32 else default
 
 
-def prepare(request: ConvertRequest, float_outtype: Optional[str] = None) -> Prepared:
+def prepare(request: ConvertRequest, float_outtype: str | None = None) -> Prepared:
     """Every check and all metadata, before a byte is written."""
     outtype = (float_outtype or request.outtype).lower()
     if outtype not in FLOAT_OUTTYPES:
@@ -214,7 +222,8 @@ def _check_metadata(w: gguf.GGUFWriter) -> None:
                 w._pack_val(val.value, val.type, add_vtype=True, sub_type=val.sub_type)
             except (struct.error, TypeError, ValueError, OverflowError):
                 raise ConvertError(
-                    f"the checkpoint's config files give {key} the value {val.value!r:.60}, which is not a valid {val.type.name.lower()}"
+                    f"the checkpoint's config files give {key} the value {val.value!r:.60}, "
+                    f"which is not a valid {val.type.name.lower()}"
                 ) from None
 
 
@@ -225,7 +234,9 @@ def _set_general_metadata(w: gguf.GGUFWriter, folder: Path) -> None:
         meta = gguf.Metadata.load(None, folder, None, total)
     except Exception as e:  # a model card gguf cannot parse (YAML, JSON) is the user's file, not our bug
         problem = " ".join(str(e).split())  # YAML errors span lines; the message is one
-        raise ConvertError(f"cannot read the model card or config for general metadata ({type(e).__name__}: {problem})"[:200]) from None
+        raise ConvertError(
+            f"cannot read the model card or config for general metadata ({type(e).__name__}: {problem})"[:200]
+        ) from None
     gen_file = folder / "generation_config.json"
     if meta.sampling_penalty_repeat is None and gen_file.is_file():
         # the reference's gguf-py also reads transformers' name for the repeat penalty
@@ -274,13 +285,14 @@ def _replaces_checkpoint_file(output: Path, folder: Path) -> bool:
     tokenizer, model card), by its own name, a symlink or a hard link. A GGUF beside them is not."""
     try:
         return output.exists() and any(
-            f.is_file() and not f.name.lower().endswith(".gguf") and os.path.samefile(f, output) for f in folder.iterdir()
+            f.is_file() and not f.name.lower().endswith(".gguf") and os.path.samefile(f, output)
+            for f in folder.iterdir()
         )
     except OSError:
         return False
 
 
-def check_destination(output: Path, overwrite: bool, needed: int, source: Optional[Path] = None) -> None:
+def check_destination(output: Path, overwrite: bool, needed: int, source: Path | None = None) -> None:
     from quantdesk.core.quantize import free_bytes
     from quantdesk.core.units import human_bytes
 
@@ -300,7 +312,9 @@ def check_destination(output: Path, overwrite: bool, needed: int, source: Option
         raise ConvertError(f"{output.parent}: no permission to write here")
     free = free_bytes(output.parent)
     if free < needed:
-        raise ConvertError(f"not enough disk space in {output.parent}: {human_bytes(needed)} needed, {human_bytes(free)} free")
+        raise ConvertError(
+            f"not enough disk space in {output.parent}: {human_bytes(needed)} needed, {human_bytes(free)} free"
+        )
 
 
 def _source_share(p: PlannedTensor, written: int, expected: int) -> int:
@@ -308,7 +322,9 @@ def _source_share(p: PlannedTensor, written: int, expected: int) -> int:
     return 0 if p.source is None or not expected else p.source.nbytes * written // expected
 
 
-def write(prepared: Prepared, report: ProgressCallback, cancel: CancelToken, stage: str = "Converting") -> ConvertResult:
+def write(
+    prepared: Prepared, report: ProgressCallback, cancel: CancelToken, stage: str = "Converting"
+) -> ConvertResult:
     """Write the planned GGUF to request.output atomically; nothing is left there on failure."""
     from quantdesk.core.quant_writer import AtomicOutput
 
@@ -328,7 +344,7 @@ def write(prepared: Prepared, report: ProgressCallback, cancel: CancelToken, sta
         done = 0
         n = len(prepared.tensors)
         f = out.file
-        for i, (p, qtype) in enumerate(zip(prepared.tensors, prepared.qtypes)):
+        for i, (p, qtype) in enumerate(zip(prepared.tensors, prepared.qtypes, strict=True)):
             label = f"{stage} {p.name} ({i + 1}/{n})"
             expected = prepared.nbytes[i]
             w.write_padding(f, f.tell())  # each tensor starts aligned, as its offset says
@@ -355,12 +371,18 @@ def write(prepared: Prepared, report: ProgressCallback, cancel: CancelToken, sta
         raise
     finally:
         w.fout = None
-    return ConvertResult(req.output, gguf.MODEL_ARCH_NAMES[prepared.family.gguf_arch], req.outtype,
-                         len(prepared.tensors), req.output.stat().st_size)
+    return ConvertResult(
+        req.output,
+        gguf.MODEL_ARCH_NAMES[prepared.family.gguf_arch],
+        req.outtype,
+        len(prepared.tensors),
+        req.output.stat().st_size,
+    )
 
 
-def convert(request: ConvertRequest, report: Optional[ProgressCallback] = None,
-            cancel: Optional[CancelToken] = None) -> ConvertResult:
+def convert(
+    request: ConvertRequest, report: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> ConvertResult:
     """Convert in the calling thread (scripts, tests): F32/F16/BF16 directly, other levels via F16."""
     report = report or (lambda p: None)
     cancel = cancel or CancelToken()
@@ -378,7 +400,9 @@ def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel
     try:
         file_type(request.outtype)
     except Exception:
-        raise ConvertError(f"unknown output type {request.outtype!r}; use f32, f16, bf16 or a level such as Q4_K_M") from None
+        raise ConvertError(
+            f"unknown output type {request.outtype!r}; use f32, f16, bf16 or a level such as Q4_K_M"
+        ) from None
     check_destination(request.output, request.overwrite, 0, request.source)
     report(Progress(0, 0, "B", "Reading the checkpoint", "Converting"))
     prepared = prepare(request, float_outtype="f16")
@@ -397,7 +421,8 @@ def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel
         try:
             result = quantize_file(
                 QuantizeRequest(source=temp, output=request.output, level=request.outtype, overwrite=request.overwrite),
-                report, cancel,
+                report,
+                cancel,
             )
         except QuantizeError as e:
             raise ConvertError(str(e)) from None
@@ -409,8 +434,13 @@ def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel
         except OSError:
             pass  # e.g. a read-only folder, where it was never made; a later output sweeps a leftover
     _card_names_the_checkpoint(request)
-    return ConvertResult(request.output, gguf.MODEL_ARCH_NAMES[prepared.family.gguf_arch], request.outtype,
-                         result.n_tensors, result.output_bytes)
+    return ConvertResult(
+        request.output,
+        gguf.MODEL_ARCH_NAMES[prepared.family.gguf_arch],
+        request.outtype,
+        result.n_tensors,
+        result.output_bytes,
+    )
 
 
 def _card_names_the_checkpoint(request: ConvertRequest) -> None:
@@ -421,8 +451,11 @@ def _card_names_the_checkpoint(request: ConvertRequest) -> None:
     if not card:
         return
     card["source"] = str(request.source)
-    card["options"] = {**(card.get("options") or {}), "converted_from": "safetensors checkpoint",
-                       "source_sha256_of": "the intermediate F16 GGUF"}
+    card["options"] = {
+        **(card.get("options") or {}),
+        "converted_from": "safetensors checkpoint",
+        "source_sha256_of": "the intermediate F16 GGUF",
+    }
     try:
         write_card(ModelCard(**card), request.output)
     except (OSError, TypeError):

@@ -1,4 +1,5 @@
 """The one error a conversion raises for anything the user can fix: its message is one line."""
+
 from __future__ import annotations
 
 

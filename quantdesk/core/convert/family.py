@@ -6,18 +6,20 @@ fills in when config.json leaves them out, since the reference reads the config 
 which tensors under which names, and which tokenizer. Subclasses (llama.py, qwen.py, ...) change
 only what differs.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from typing import Any, ClassVar
 
 import gguf
 import numpy as np
 
-from quantdesk.core.convert.errors import ConvertError
 from quantdesk.core.convert import vocab
+from quantdesk.core.convert.errors import ConvertError
 from quantdesk.core.convert.safetensors_file import LazyTensor
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -39,12 +41,12 @@ class PlannedTensor:
 
     name: str
     shape: tuple[int, ...]  # numpy order (row length last), as the data will be
-    source: Optional[LazyTensor]  # None for generated tensors (e.g. rope_freqs)
-    transform: Optional[Transform] = None
-    generated: Optional[np.ndarray] = None
+    source: LazyTensor | None  # None for generated tensors (e.g. rope_freqs)
+    transform: Transform | None = None
+    generated: np.ndarray | None = None
     force_f32: bool = False  # norms, biases and other 1-D tensors stay F32
     row_local: bool = True  # transform (if any) works row by row
-    rows: Optional[int] = None  # keep only the first rows (Gemma 3 trims token_embd)
+    rows: int | None = None  # keep only the first rows (Gemma 3 trims token_embd)
 
     def slices(self) -> Iterator[np.ndarray]:
         """The data in row slices (one slice when the transform needs the whole tensor)."""
@@ -89,7 +91,11 @@ class Family:
         for key, value in self.config_defaults.items():
             if hp.get(key) is None and key not in config:
                 hp[key] = value
-        if hp.get("num_key_value_heads") is None and "num_attention_heads" in hp and "num_key_value_heads" not in self.config_defaults:
+        if (
+            hp.get("num_key_value_heads") is None
+            and "num_attention_heads" in hp
+            and "num_key_value_heads" not in self.config_defaults
+        ):
             hp["num_key_value_heads"] = hp["num_attention_heads"]
         for key in ("num_hidden_layers", "hidden_size", "num_attention_heads"):
             if not isinstance(hp.get(key), int) or hp[key] <= 0:
@@ -106,7 +112,9 @@ class Family:
         rope = dict(raw)
         if "full_attention" in rope or "sliding_attention" in rope:
             if not all(isinstance(rope.get(k, {}), dict) for k in ("full_attention", "sliding_attention")):
-                raise ConvertError("config.json: rope_parameters' full_attention and sliding_attention should be objects")
+                raise ConvertError(
+                    "config.json: rope_parameters' full_attention and sliding_attention should be objects"
+                )
             return rope
         if "rope_type" not in rope and rope.get("type") is not None:
             rope["rope_type"] = rope["type"]
@@ -175,11 +183,13 @@ class Family:
         vocab.tokenizer_kind(self.folder)
 
     # ---- tensors ---------------------------------------------------------------------------
-    def keep(self, name: str) -> Optional[str]:
+    def keep(self, name: str) -> str | None:
         """The checkpoint name to map, or None to drop the tensor (TextModel.filter_tensors)."""
         if name.endswith(SKIPPED_SUFFIXES):
             return None
-        if name.startswith(("mlp", "vit.", "vpm.")) or any(s in name for s in ("visual.", "vision.", "audio.", "vision_", "audio_", "projector.")):
+        if name.startswith(("mlp", "vit.", "vpm.")) or any(
+            s in name for s in ("visual.", "vision.", "audio.", "vision_", "audio_", "projector.")
+        ):
             return None
         return name.replace("language_model.", "")
 
@@ -192,7 +202,10 @@ class Family:
     def map_name(self, name: str) -> str:
         new = self.tensor_map.get_name(key=name, try_suffixes=(".weight", ".bias"))
         if new is None:
-            raise ConvertError(f"tensor {name!r} has no GGUF name for {self.gguf_arch.name.lower()}; is this checkpoint complete and of this architecture?")
+            raise ConvertError(
+                f"tensor {name!r} has no GGUF name for {self.gguf_arch.name.lower()}; "
+                "is this checkpoint complete and of this architecture?"
+            )
         return new
 
     # whether transform() works row by row (so big tensors can be converted in slices)
@@ -203,7 +216,7 @@ class Family:
         transform = self.transform(name, new, t)
         return [PlannedTensor(new, t.shape, t, transform, row_local=transform is None or self.row_local_transforms)]
 
-    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Optional[Transform]:
+    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Transform | None:
         return None
 
     def plan(self, tensors: dict[str, LazyTensor]) -> list[PlannedTensor]:

@@ -6,9 +6,10 @@ does with torch); Gemma 2 writes its own short list of keys (soft-capping, slidi
 Gemma 3 writes the shared keys and then overrides some with its own defaults; both say
 add_space_prefix false after the SentencePiece vocabulary; Gemma 2 ignores lm_head (tied).
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import gguf
 import numpy as np
@@ -26,9 +27,17 @@ def plus_one(a: np.ndarray) -> np.ndarray:
 class Gemma2Family(Family):
     hf_architectures = ("Gemma2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.GEMMA2
-    config_defaults = {"max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "head_dim": 256, "rope_theta": 10000.0,
-                       "vocab_size": 256000, "num_key_value_heads": 4, "sliding_window": 4096,
-                       "final_logit_softcapping": 30.0, "attn_logit_softcapping": 50.0}
+    config_defaults = {
+        "max_position_embeddings": 8192,
+        "rms_norm_eps": 1e-6,
+        "head_dim": 256,
+        "rope_theta": 10000.0,
+        "vocab_size": 256000,
+        "num_key_value_heads": 4,
+        "sliding_window": 4096,
+        "final_logit_softcapping": 30.0,
+        "attn_logit_softcapping": 50.0,
+    }
 
     def set_parameters(self, w: gguf.GGUFWriter, ftype: gguf.LlamaFileType) -> None:
         hp = self.hp
@@ -54,19 +63,25 @@ class Gemma2Family(Family):
         if vocab.tokenizer_kind(self.folder) != "spm":
             raise ConvertError("Gemma 2 checkpoints need tokenizer.model (SentencePiece)")
 
-    def keep(self, name: str) -> Optional[str]:
+    def keep(self, name: str) -> str | None:
         return None if name == "lm_head.weight" else super().keep(name)
 
-    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Optional[Transform]:
+    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Transform | None:
         return plus_one if hf_name.endswith("norm.weight") else None
 
 
 class Gemma3Family(Family):
     hf_architectures = ("Gemma3ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.GEMMA3
-    config_defaults = {"max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "head_dim": 256,
-                       "rope_theta": 1000000.0, "vocab_size": 262208, "num_key_value_heads": 4,
-                       "sliding_window": 4096}
+    config_defaults = {
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-6,
+        "head_dim": 256,
+        "rope_theta": 1000000.0,
+        "vocab_size": 262208,
+        "num_key_value_heads": 4,
+        "sliding_window": 4096,
+    }
 
     def rope_parameters(self, hp: dict[str, Any]) -> dict[str, Any]:
         """transformers keeps separate RoPE settings for sliding and full attention layers."""
@@ -117,5 +132,5 @@ class Gemma3Family(Family):
             planned[0].rows = rows
         return planned
 
-    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Optional[Transform]:
+    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Transform | None:
         return plus_one if hf_name.endswith("norm.weight") else None

@@ -5,9 +5,10 @@ rotate-half RoPE layout to the interleaved one llama.cpp uses; Llama 3.1+ RoPE s
 a rope_freqs tensor; vocab_size and the RoPE dimension are written; SentencePiece is preferred
 when tokenizer.model exists; a 49152-token vocabulary (SmolLM2, Granite small) gets add_bos false.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import gguf
 import numpy as np
@@ -28,7 +29,12 @@ class LlamaFamily(Family):
     hf_architectures = ("LlamaForCausalLM", "LLaMAForCausalLM")
     gguf_arch = gguf.MODEL_ARCH.LLAMA
     # transformers' LlamaConfig defaults (head_dim: hidden_size / heads, filled in hyperparameters)
-    config_defaults = {"max_position_embeddings": 2048, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "vocab_size": 32000}
+    config_defaults = {
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "vocab_size": 32000,
+    }
 
     def hyperparameters(self, config: dict[str, Any]) -> dict[str, Any]:
         hp = super().hyperparameters(config)
@@ -54,13 +60,13 @@ class LlamaFamily(Family):
             key = gguf.Keys.Tokenizer.ADD_BOS
             w.kv_data[0][key] = gguf.gguf_writer.GGUFValue(False, gguf.GGUFValueType.BOOL)
 
-    def keep(self, name: str) -> Optional[str]:
+    def keep(self, name: str) -> str | None:
         kept = super().keep(name)
         return kept.replace("text_model.", "") if kept is not None else None
 
     row_local_transforms = False  # the q/k permutation moves rows within each head
 
-    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Optional[Transform]:
+    def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Transform | None:
         n_head = self.hp["num_attention_heads"]
         n_kv = self.hp.get("num_key_value_heads") or n_head
         if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
@@ -82,8 +88,10 @@ class LlamaFamily(Family):
         try:
             factors = llama3_rope_factors(rope, head_dim)
         except (TypeError, ValueError, ZeroDivisionError):
-            raise ConvertError("config.json: rope_scaling of type llama3 needs numbers for factor, low_freq_factor, "
-                               "high_freq_factor and original_max_position_embeddings, and a whole head_dim") from None
+            raise ConvertError(
+                "config.json: rope_scaling of type llama3 needs numbers for factor, low_freq_factor, "
+                "high_freq_factor and original_max_position_embeddings, and a whole head_dim"
+            ) from None
         name = gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"
         return [PlannedTensor(name, factors.shape, None, generated=factors)]
 
@@ -92,5 +100,10 @@ class MistralFamily(LlamaFamily):
     """MistralForCausalLM converts exactly like Llama; only transformers' defaults differ."""
 
     hf_architectures = ("MistralForCausalLM",)
-    config_defaults = {"max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-                       "vocab_size": 32000, "num_key_value_heads": 8}
+    config_defaults = {
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "vocab_size": 32000,
+        "num_key_value_heads": 8,
+    }

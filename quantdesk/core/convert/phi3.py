@@ -5,6 +5,7 @@ dimension, sliding window 0 when none); LongRoPE checkpoints (128k) get rope_fac
 rope_factors_short tensors and an attention factor key, which the reference adds while listing
 tensors, i.e. before all other metadata; its SentencePiece export treats added tokens its own way.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,13 @@ from quantdesk.core.convert.family import Family, PlannedTensor
 class Phi3Family(Family):
     hf_architectures = ("Phi3ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.PHI3
-    config_defaults = {"max_position_embeddings": 4096, "original_max_position_embeddings": 4096,
-                       "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "vocab_size": 32064}
+    config_defaults = {
+        "max_position_embeddings": 4096,
+        "original_max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "vocab_size": 32064,
+    }
 
     def rope_parameters(self, hp: dict[str, Any]) -> dict[str, Any]:
         rope = super().rope_parameters(hp)

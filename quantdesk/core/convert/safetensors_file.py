@@ -5,8 +5,10 @@ dtype, shape and byte range, then the raw bytes. We parse the header ourselves r
 the `safetensors` package because bf16 is not a numpy dtype (we read raw bytes and widen them) and
 because every failure must become a one-line ConvertError before anything is written.
 """
+
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
@@ -19,8 +21,19 @@ from quantdesk.core.convert.errors import ConvertError
 # Floating-point dtypes a checkpoint may hold; anything else is refused with a clear message.
 FLOAT_DTYPES = {"F32": 4, "F16": 2, "BF16": 2}
 KNOWN_DTYPES = {
-    **FLOAT_DTYPES, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-    "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
+    **FLOAT_DTYPES,
+    "F64": 8,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the format's own limit
 
@@ -96,7 +109,7 @@ def read_header(path: Path) -> dict[str, LazyTensor]:
     # Two tensors sharing bytes would both be written with the same data: a damaged or forged
     # header (the safetensors library refuses it too).
     spans = sorted(tensors.values(), key=lambda t: (t.offset, t.nbytes))
-    for a, b in zip(spans, spans[1:]):
+    for a, b in itertools.pairwise(spans):
         if b.offset < a.offset + a.nbytes:
             raise ConvertError(f"{path.name}: malformed safetensors header (tensors {a.name!r} and {b.name!r} overlap)")
     return dict(sorted(tensors.items()))
@@ -109,7 +122,9 @@ def _parse_entry(path: Path, name: str, meta: object, data_start: int, size: int
     dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
     if dtype not in KNOWN_DTYPES or not isinstance(shape, list) or not isinstance(offsets, list):
         raise ConvertError(bad)
-    if len(offsets) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*offsets, *shape]):
+    if len(offsets) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*offsets, *shape]
+    ):
         raise ConvertError(bad)
     begin, end = offsets
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -155,7 +170,9 @@ def index_checkpoint(folder: Path) -> dict[str, LazyTensor]:
             if not (folder / part).is_file():
                 raise ConvertError(f"missing checkpoint shard: {part} (listed in {index_file.name})")
     else:
-        part_names = sorted(p.name for p in folder.iterdir() if p.name.startswith("model") and p.name.endswith(".safetensors"))
+        part_names = sorted(
+            p.name for p in folder.iterdir() if p.name.startswith("model") and p.name.endswith(".safetensors")
+        )
     if not part_names:
         raise ConvertError(f"{folder}: no model.safetensors (or index and shards) in this folder")
     tensors: dict[str, LazyTensor] = {}
@@ -167,7 +184,9 @@ def index_checkpoint(folder: Path) -> dict[str, LazyTensor]:
     if expected:
         missing = sorted(expected - set(tensors))
         if missing:
-            raise ConvertError(f"{index_file.name} lists {len(missing)} tensor(s) not found in the shards, e.g. {missing[0]!r}")
+            raise ConvertError(
+                f"{index_file.name} lists {len(missing)} tensor(s) not found in the shards, e.g. {missing[0]!r}"
+            )
         extra = sorted(set(tensors) - expected)
         if extra:
             raise ConvertError(f"shards hold {len(extra)} tensor(s) not listed in {index_file.name}, e.g. {extra[0]!r}")

@@ -9,12 +9,13 @@ Sources, in the order they are consulted (first answer wins for token ids):
 tokenizer.json (merges, normalizer, post_processor, added_tokens), tokenizer_config.json
 (chat_template, add_*_token, *_token), chat_template.jinja / chat_template.json, config.json (*_token_id).
 """
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import gguf
 
@@ -30,7 +31,7 @@ def _load_json(path: Path) -> Any:
         raise ConvertError(f"{path.name}: not valid JSON ({type(e).__name__})") from None
 
 
-def _special_id(item: dict[str, Any]) -> Optional[str]:
+def _special_id(item: dict[str, Any]) -> str | None:
     return (item.get("SpecialToken") or {}).get("id")
 
 
@@ -38,14 +39,14 @@ def _special_id(item: dict[str, Any]) -> Optional[str]:
 class SpecialVocab:
     folder: Path
     load_merges: bool = False
-    n_vocab: Optional[int] = None
+    n_vocab: int | None = None
     types: tuple[str, ...] = DEFAULT_TYPES
     merges: list[str] = field(default_factory=list)
     token_ids: dict[str, int] = field(default_factory=dict)
     add_token: dict[str, bool] = field(default_factory=dict)
-    chat_template: Union[str, list, None] = None
-    normalizer_lowercase: Optional[bool] = None
-    normalizer_strip_accents: Optional[bool] = None
+    chat_template: str | list | None = None
+    normalizer_lowercase: bool | None = None
+    normalizer_strip_accents: bool | None = None
 
     def __post_init__(self) -> None:
         self._from_tokenizer_files()
@@ -118,7 +119,7 @@ class SpecialVocab:
                 self._read_normalizer(sub)
 
     def _from_tokenizer_files(self) -> None:
-        tokenizer: Optional[dict[str, Any]] = None
+        tokenizer: dict[str, Any] | None = None
         added_tokens: list[dict[str, Any]] = []
         if (self.folder / "tokenizer.json").is_file():
             tokenizer = _load_json(self.folder / "tokenizer.json")
@@ -127,7 +128,7 @@ class SpecialVocab:
             if norm := tokenizer.get("normalizer"):
                 self._read_normalizer(norm)
             added_tokens = tokenizer.get("added_tokens") or []
-        config: Optional[dict[str, Any]] = None
+        config: dict[str, Any] | None = None
         if (self.folder / "tokenizer_config.json").is_file():
             config = _load_json(self.folder / "tokenizer_config.json")
         if tokenizer:
@@ -145,21 +146,22 @@ class SpecialVocab:
                 continue
             self._set_id(typ, next((t.get("id") for t in added_tokens if t.get("content") == content), None))
 
-    def _chat_template(self, config: dict[str, Any]) -> Union[str, list, None]:
-        alt: Union[str, list, None] = None
+    def _chat_template(self, config: dict[str, Any]) -> str | list | None:
+        alt: str | list | None = None
         jinja, as_json = self.folder / "chat_template.jinja", self.folder / "chat_template.json"
         if jinja.is_file():
             alt = jinja.read_text(encoding="utf-8")
             extra = sorted((self.folder / "additional_chat_templates").glob("*.jinja"))
             if extra:
                 alt = [{"name": "default", "template": alt}] + [
-                    {"name": p.stem, "template": p.read_text(encoding="utf-8")} for p in extra]
+                    {"name": p.stem, "template": p.read_text(encoding="utf-8")} for p in extra
+                ]
         elif as_json.is_file():
             alt = _load_json(as_json).get("chat_template")
         template = config.get("chat_template", alt)
         return template if template is None or isinstance(template, (str, list)) else None
 
-    def _read_post_processor(self, tokenizer: dict[str, Any], config: Optional[dict[str, Any]]) -> None:
+    def _read_post_processor(self, tokenizer: dict[str, Any], config: dict[str, Any] | None) -> None:
         """What the post-processor adds around a text: BOS/EOS/SEP, and which tokens those are."""
         cfg = config if config is not None else {}
         bos, cls_, eos, sep = cfg.get("bos_token"), cfg.get("cls_token"), cfg.get("eos_token"), cfg.get("sep_token")
@@ -184,8 +186,9 @@ class SpecialVocab:
             elif kind == "TemplateProcessing":
                 bos, cls_, eos, sep = self._read_template(proc, config, bos, cls_, eos, sep)
 
-    def _read_template(self, proc: dict[str, Any], config: Optional[dict[str, Any]],
-                       bos: Any, cls_: Any, eos: Any, sep: Any) -> tuple[Any, Any, Any, Any]:
+    def _read_template(
+        self, proc: dict[str, Any], config: dict[str, Any] | None, bos: Any, cls_: Any, eos: Any, sep: Any
+    ) -> tuple[Any, Any, Any, Any]:
         single, pair = proc.get("single", []), proc.get("pair", [])
         first = last = None
         if len(single) > 1:

@@ -8,6 +8,7 @@ Two tokenizer kinds are supported:
   the way llama.cpp does (table in bpe_pre.py).
 Special token ids, add_bos/add_eos, merges and the chat template come from special_vocab.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import gguf
 
@@ -66,12 +67,12 @@ def _proto_fields(buf: bytes):
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             n, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + n], pos + n
+            value, pos = buf[pos : pos + n], pos + n
         elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise ValueError(f"unsupported wire type {wire}")
         if pos > end:
@@ -113,7 +114,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def sentencepiece_vocab(folder: Path, vocab_size: Optional[int], phi3: bool = False) -> tuple[list[bytes], list[float], list[int]]:
+def sentencepiece_vocab(
+    folder: Path, vocab_size: int | None, phi3: bool = False
+) -> tuple[list[bytes], list[float], list[int]]:
     """Tokens, scores and types from tokenizer.model plus added tokens, padded to vocab_size.
 
     phi3: Phi-3's own variant in the reference: added tokens from tokenizer_config.json and
@@ -158,7 +161,7 @@ def sentencepiece_vocab(folder: Path, vocab_size: Optional[int], phi3: bool = Fa
     return tokens, scores, types
 
 
-def bpe_vocab(folder: Path, vocab_size: Optional[int]) -> tuple[list[str], list[int], str]:
+def bpe_vocab(folder: Path, vocab_size: int | None) -> tuple[list[str], list[int], str]:
     """Tokens, types and the pre-tokenizer name of a tokenizer.json BPE tokenizer."""
     from tokenizers import Tokenizer
 
@@ -208,7 +211,7 @@ def bpe_pre_name(tok: Any) -> str:
     return name
 
 
-def write_sentencepiece(writer: gguf.GGUFWriter, folder: Path, vocab_size: Optional[int], phi3: bool = False) -> int:
+def write_sentencepiece(writer: gguf.GGUFWriter, folder: Path, vocab_size: int | None, phi3: bool = False) -> int:
     tokens, scores, types = sentencepiece_vocab(folder, vocab_size, phi3)
     writer.add_tokenizer_model("llama")
     writer.add_tokenizer_pre("default")
@@ -219,7 +222,7 @@ def write_sentencepiece(writer: gguf.GGUFWriter, folder: Path, vocab_size: Optio
     return len(tokens)
 
 
-def write_bpe(writer: gguf.GGUFWriter, folder: Path, vocab_size: Optional[int]) -> int:
+def write_bpe(writer: gguf.GGUFWriter, folder: Path, vocab_size: int | None) -> int:
     tokens, types, pre = bpe_vocab(folder, vocab_size)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre)
@@ -235,10 +238,14 @@ def tokenizer_kind(folder: Path) -> str:
         return "spm"
     path = folder / "tokenizer.json"
     if path.is_file():
-        model = (read_json(path).get("model") or {})
+        model = read_json(path).get("model") or {}
         if model.get("type") != "BPE":
-            raise ConvertError(f"tokenizer.json holds a {model.get('type')} tokenizer; only BPE (or tokenizer.model) is supported")
+            raise ConvertError(
+                f"tokenizer.json holds a {model.get('type')} tokenizer; only BPE (or tokenizer.model) is supported"
+            )
         if model.get("byte_fallback"):
-            raise ConvertError("tokenizer.json is a SentencePiece-style BPE without tokenizer.model; add tokenizer.model to convert it")
+            raise ConvertError(
+                "tokenizer.json is a SentencePiece-style BPE without tokenizer.model; add tokenizer.model to convert it"
+            )
         return "bpe"
     raise ConvertError(f"{folder.name}: no tokenizer (neither tokenizer.model nor tokenizer.json)")
