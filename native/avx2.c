@@ -169,12 +169,8 @@ int kq_load_f16_avx2(const uint16_t *src, float *dst, int64_t n) {
         acc0 = nonfinite_acc(acc0, a);
         acc1 = nonfinite_acc(acc1, b);
     }
-    int bad = acc_bad(_mm256_or_si256(acc0, acc1));
-    for (; j < n; ++j) {
-        bad |= (src[j] & 0x7c00u) == 0x7c00u;
-        dst[j] = kq_fp16_to_fp32(src[j]);
-    }
-    return bad;
+    /* the last n - j values, too few for a vector: the scalar loader */
+    return acc_bad(_mm256_or_si256(acc0, acc1)) | kq_load_f16_scalar(src + j, dst + j, n - j);
 }
 
 int kq_load_bf16_avx2(const uint16_t *src, float *dst, int64_t n) {
@@ -190,12 +186,8 @@ int kq_load_bf16_avx2(const uint16_t *src, float *dst, int64_t n) {
         acc0 = nonfinite_acc(acc0, a);
         acc1 = nonfinite_acc(acc1, b);
     }
-    int bad = acc_bad(_mm256_or_si256(acc0, acc1));
-    for (; j < n; ++j) {
-        bad |= (src[j] & 0x7f80u) == 0x7f80u;
-        dst[j] = kq_bf16_to_fp32(src[j]);
-    }
-    return bad;
+    /* the last n - j values, too few for a vector: the scalar loader */
+    return acc_bad(_mm256_or_si256(acc0, acc1)) | kq_load_bf16_scalar(src + j, dst + j, n - j);
 }
 
 int kq_check_f32_avx2(const float *x, int64_t n) {
@@ -209,9 +201,9 @@ int kq_check_f32_avx2(const float *x, int64_t n) {
         acc3 = nonfinite_acc(acc3, _mm256_loadu_ps(x + j + 24));
     }
     for (; j + 8 <= n; j += 8) acc0 = nonfinite_acc(acc0, _mm256_loadu_ps(x + j));
-    int bad = acc_bad(_mm256_or_si256(_mm256_or_si256(acc0, acc1), _mm256_or_si256(acc2, acc3)));
-    for (; j < n; ++j) bad |= (kq_f32_to_bits(x[j]) & 0x7f800000u) == 0x7f800000u;
-    return bad;
+    /* the last n - j values, too few for a vector: the scalar loader */
+    const __m256i acc = _mm256_or_si256(_mm256_or_si256(acc0, acc1), _mm256_or_si256(acc2, acc3));
+    return acc_bad(acc) | kq_check_f32_scalar(x + j, n - j);
 }
 
 #if defined(__clang__)

@@ -181,8 +181,9 @@ int64_t kq_row_size(int type, int64_t n_per_row) {
 static inline int finite_f32(float v) { return (kq_f32_to_bits(v) & 0x7f800000u) != 0x7f800000u; }
 
 /* Scalar loaders: the reference for the SIMD ones in avx2.c / neon.c (same contract, see
- * kquant_internal.h), and what runs on a CPU without them. */
-static int check_f32_scalar(const float *x, int64_t n) {
+ * kquant_internal.h), what runs on a CPU without them, and what the SIMD ones call for the last
+ * few values of a row that do not fill a vector. */
+int kq_check_f32_scalar(const float *x, int64_t n) {
     /* (bits & exponent mask) + 2^23 sets bit 31 exactly for Inf/NaN. Written in fixed blocks
      * of 16 so the compiler vectorises it at -O2 (SSE2/NEON). */
     uint32_t acc = 0;
@@ -196,7 +197,7 @@ static int check_f32_scalar(const float *x, int64_t n) {
     return (int)(acc >> 31);
 }
 
-static int load_f16_scalar(const uint16_t *h, float *dst, int64_t n) {
+int kq_load_f16_scalar(const uint16_t *h, float *dst, int64_t n) {
     uint16_t bad = 0;
     for (int64_t j = 0; j < n; ++j) {
         bad |= (uint16_t)((h[j] & 0x7c00u) == 0x7c00u);
@@ -205,7 +206,7 @@ static int load_f16_scalar(const uint16_t *h, float *dst, int64_t n) {
     return bad;
 }
 
-static int load_bf16_scalar(const uint16_t *h, float *dst, int64_t n) {
+int kq_load_bf16_scalar(const uint16_t *h, float *dst, int64_t n) {
     uint16_t bad = 0;
     for (int64_t j = 0; j < n; ++j) {
         bad |= (uint16_t)((h[j] & 0x7f80u) == 0x7f80u);
@@ -229,7 +230,7 @@ static row_loaders loaders_for(int isa) {
 #if defined(KQ_USE_NEON)
     case KQ_ISA_NEON: return (row_loaders){kq_check_f32_neon, kq_load_f16_neon, kq_load_bf16_neon};
 #endif
-    default: return (row_loaders){check_f32_scalar, load_f16_scalar, load_bf16_scalar};
+    default: return (row_loaders){kq_check_f32_scalar, kq_load_f16_scalar, kq_load_bf16_scalar};
     }
 }
 

@@ -35,8 +35,6 @@
         KQ_CAT(KQ_CAT(kq_quantize_row_, type), _scalar)(x, y, n, qw);           \
     }
 
-static inline int kl_clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
 /* kq_nearest_int in every lane (round half to even through the 1.5*2^23 trick). */
 static inline vi kl_nearest(vf a) {
     const vi b = vf_bits(vf_add(a, vf_set1(12582912.f)));

@@ -165,9 +165,7 @@ void KQ_FN(iq4_xs)(const float *x, uint8_t *y, int64_t n, const float *qw) {
     kl_iq4_init(&tab);
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K, y += 136) {
         const float *qwb = qw ? qw + QK_K * i : NULL;
-        float s2 = 0.0f;
-        for (int j = 0; j < QK_K; ++j) s2 += x[j] * x[j];
-        s2 *= 2.f / QK_K;
+        const float s2 = kq_sum_squares(x, QK_K) * (2.f / QK_K); /* scalar_iq4.c's block_sigma2 */
         vf xt[32], wt[32], qwt[32];
         kl_load_lanes(xt, x, 32, 32);
         if (qwb) kl_load_lanes(qwt, qwb, 32, 32);

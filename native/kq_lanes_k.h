@@ -13,12 +13,6 @@
  * K-quants (256-weight super-blocks)
  * ------------------------------------------------------------------------------------- */
 
-static float kl_sum_squares(const float *x, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; ++i) s += x[i] * x[i];
-    return s;
-}
-
 /* Packing works on 8 levels at a time in a uint64_t (each level in its own byte, so shifts and
  * masks never carry across levels): the same bytes as the per-level loops of scalar_k.c. */
 static inline uint64_t kl_ld64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
@@ -94,7 +88,7 @@ void KQ_FN(q2_k)(const float *x, uint8_t *y, int64_t n, const float *qw) {
             }
         } else {
             const float *qwb = qw + QK_K * i;
-            const float sigma2 = kl_sum_squares(x, QK_K) / QK_K;
+            const float sigma2 = kq_sum_squares(x, QK_K) / QK_K;
             float sw[16];
             uint8_t Ls[16], Lm[16];
             for (int s = 0; s < 2; s++) {
@@ -134,21 +128,6 @@ void KQ_FN(q2_k)(const float *x, uint8_t *y, int64_t n, const float *qw) {
 
 /* ============================== Q3_K ============================== */
 
-static void kl_q3_k_pack_scales(const int *ls, uint8_t *sc) {
-    memset(sc, 0, 12);
-    for (int j = 0; j < 16; ++j) {
-        const int l = ls[j];
-        if (j < 8) sc[j] = (uint8_t)(l & 0xF);
-        else sc[j - 8] = (uint8_t)(sc[j - 8] | ((l & 0xF) << 4));
-        sc[j % 4 + 8] = (uint8_t)(sc[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
-    }
-}
-
-static inline int kl_q3_k_scale(const uint8_t *sc, int j) {
-    const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
-    return (lo | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
-}
-
 /* Level search of the reference path for nsb (<= 4) super-blocks at once (2 lane sets each). */
 static void kl_q3_k_search_ref(const float *x, int nsb, float scales[4][16], vi Lt[8][16]) {
     vf xt[8][16], sc[8];
@@ -174,9 +153,9 @@ static void kl_q3_k_finish(const float *x, uint8_t *y, const float *scales, vi L
             const float iscale = -32.f / max_scale;
             for (int j = 0; j < 16; ++j) {
                 const int8_t l = (int8_t)kq_nearest_int(iscale * scales[j]);
-                ls[j] = kl_clampi(l, -32, 31) + 32;
+                ls[j] = kq_clampi(l, -32, 31) + 32;
             }
-            kl_q3_k_pack_scales(ls, y + 96);
+            kq_q3_k_pack_scales(ls, y + 96);
             kq_put_u16(y + 108, kq_fp32_to_fp16(1 / iscale));
         } else {
             memset(y + 96, 0, 12);
@@ -185,7 +164,7 @@ static void kl_q3_k_finish(const float *x, uint8_t *y, const float *scales, vi L
     }
     const float dall = kq_fp16_to_fp32(kq_get_u16(y + 108));
     for (int j = 0; j < 16; ++j) {
-        const float d = dall * (int8_t)kl_q3_k_scale(y + 96, j);
+        const float d = dall * (int8_t)kq_q3_k_scale(y + 96, j);
         if (!d) {
             kl_lane_levels(Lt[j / 8], 16, j % 8, L + 16 * j);
             continue;
@@ -223,7 +202,7 @@ void KQ_FN(q3_k)(const float *x, uint8_t *y, int64_t n, const float *qw) {
         int ls[16];
         vi Lt[2][16];
         const float *qwb = qw + QK_K * i;
-        const float sigma2 = 2 * kl_sum_squares(x, QK_K) / QK_K;
+        const float sigma2 = 2 * kq_sum_squares(x, QK_K) / QK_K;
         float sw[16];
         for (int s = 0; s < 2; s++) {
             vf xt[16], wt[16];
@@ -241,36 +220,13 @@ void KQ_FN(q3_k)(const float *x, uint8_t *y, int64_t n, const float *qw) {
         int8_t Ls[16];
         const float d_block = kq_make_qx_quants(16, 32, scales, Ls, 1, sw);
         for (int j = 0; j < 16; ++j) ls[j] = Ls[j];
-        kl_q3_k_pack_scales(ls, y + 96);
+        kq_q3_k_pack_scales(ls, y + 96);
         kq_put_u16(y + 108, kq_fp32_to_fp16(d_block));
         kl_q3_k_finish(x, y, scales, Lt, qwb);
     }
 }
 
 /* ============================== Q4_K / Q5_K ============================== */
-
-static void kl_k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *sc) {
-    for (int j = 0; j < 8; ++j) {
-        if (j < 4) {
-            sc[j] = ls[j];
-            sc[j + 4] = lm[j];
-        } else {
-            sc[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-            sc[j - 4] = (uint8_t)(sc[j - 4] | ((ls[j] >> 4) << 6));
-            sc[j] = (uint8_t)(sc[j] | ((lm[j] >> 4) << 6));
-        }
-    }
-}
-
-static inline void kl_k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
 
 /* The sub-block searches of nsb (1 or 2) consecutive super-blocks, one lane set each. */
 static void kl_k45_search(const float *x, const float *qw, int nsb, int nmax, float scales[2][8],
@@ -285,7 +241,7 @@ static void kl_k45_search(const float *x, const float *qw, int nsb, int nmax, fl
             const vf av_x = vf_sqrt(vf_div(q, vf_set1(32.0f)));
             for (int l = 0; l < 32; l++) wt[s][l] = vf_add(av_x, vf_abs(xt[s][l]));
         } else {
-            const vf s2 = vf_set1(2 * kl_sum_squares(xs, QK_K) / QK_K);
+            const vf s2 = vf_set1(2 * kq_sum_squares(xs, QK_K) / QK_K);
             kl_load_lanes(wt[s], qw + QK_K * s, 32, 32);
             vf sumw = vf_zero();
             for (int l = 0; l < 32; l++) {
@@ -324,7 +280,7 @@ static void kl_k45_finish(const float *x, uint8_t *y, uint8_t *L, const float *q
             ls[j] = sc < 63 ? sc : 63;
             lm[j] = m < 63 ? m : 63;
         }
-        kl_k4_pack_scales(ls, lm, y + 4);
+        kq_k4_pack_scales(ls, lm, y + 4);
         kq_put_u16(y, kq_fp32_to_fp16(max_scale / 63.f));
         kq_put_u16(y + 2, kq_fp32_to_fp16(max_min / 63.f));
     } else {
@@ -336,7 +292,7 @@ static void kl_k45_finish(const float *x, uint8_t *y, uint8_t *L, const float *q
                 if (lm[j] > 63) lm[j] = 63;
             }
         }
-        kl_k4_pack_scales(ls, lm, y + 4);
+        kq_k4_pack_scales(ls, lm, y + 4);
         kq_put_u16(y, kq_fp32_to_fp16(d_block));
         kq_put_u16(y + 2, kq_fp32_to_fp16(m_block));
     }
@@ -344,7 +300,7 @@ static void kl_k45_finish(const float *x, uint8_t *y, uint8_t *L, const float *q
     const float dmin = kq_fp16_to_fp32(kq_get_u16(y + 2));
     for (int j = 0; j < 8; ++j) {
         uint8_t sc, m;
-        kl_k4_scale_min(j, y + 4, &sc, &m);
+        kq_k4_scale_min(j, y + 4, &sc, &m);
         const float d = dall * sc;
         if (!d) {
             kl_lane_levels(Lt, 32, j, L + 32 * j);

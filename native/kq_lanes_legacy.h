@@ -228,19 +228,12 @@ static void kl_row_q41_q51_ref(const float *x, uint8_t *y, int64_t n, int five) 
     }
 }
 
-/* sigma^2 of a whole row, serial as in scalar_legacy.c */
-static float kl_row_sigma2(const float *x, int64_t n) {
-    float s = 0.0f;
-    for (int64_t j = 0; j < n; ++j) s += x[j] * x[j];
-    return s / n;
-}
-
 /* Legacy types with an importance matrix: 8 blocks at a time, one per lane.
  * kind: 0 = Q4_0, 1 = Q5_0 (make_qx_quants), 2 = Q4_1, 3 = Q5_1 (make_qkx3_quants). */
 static void kl_row_legacy_imatrix(const float *x, uint8_t *y, int64_t n, const float *qw, int kind) {
     static const int bsz[4] = {18, 22, 20, 24};
     const int bs = bsz[kind];
-    const float sigma2 = kl_row_sigma2(x, n);
+    const float sigma2 = kq_sum_squares(x, n) / n; /* scalar_legacy.c's row_sigma2 */
     const int64_t nb = n / 32;
     float xpad[256], wpad[256];
     for (int64_t b0 = 0; b0 < nb; b0 += 8) {

@@ -72,6 +72,9 @@ int kq_isa_for_setting(const char *value);
  * in dst (f16/bf16) or only look at them (f32), and return nonzero if any is NaN or Inf. The
  * dispatcher calls them right before the kernel, so no non-finite value ever reaches a kernel.
  * Conversion is exact (every f16/bf16 value is a float32), so the ISA cannot change the bytes. */
+int kq_load_f16_scalar(const uint16_t *src, float *dst, int64_t n);
+int kq_load_bf16_scalar(const uint16_t *src, float *dst, int64_t n);
+int kq_check_f32_scalar(const float *x, int64_t n);
 int kq_load_f16_avx2(const uint16_t *src, float *dst, int64_t n);
 int kq_load_bf16_avx2(const uint16_t *src, float *dst, int64_t n);
 int kq_check_f32_avx2(const float *x, int64_t n);
@@ -161,7 +164,61 @@ static inline int32_t kq_round_i32(float f) {
     return (int32_t)r;
 }
 
+static inline int kq_clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* Sum of x[i]^2, left to right: the order every kernel's sigma^2 uses (legacy rows, K-quant
+ * super-blocks, IQ4 blocks), the lane kernels' once-per-block steps included. */
+static inline float kq_sum_squares(const float *x, int64_t n) {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
+    return s;
+}
+
 static inline void kq_put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
 static inline uint16_t kq_get_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+/* ---- K-quant sub-block scales, packed and unpacked (scalar_k.c and kq_lanes_k.h) ---- */
+
+/* Q3_K: 16 six-bit scales into 12 bytes: low nibbles in bytes 0..7, high 2-bit pairs in bytes 8..11. */
+static inline void kq_q3_k_pack_scales(const int *ls, uint8_t *sc) {
+    memset(sc, 0, 12);
+    for (int j = 0; j < 16; ++j) {
+        const int l = ls[j];
+        if (j < 8) sc[j] = (uint8_t)(l & 0xF);
+        else sc[j - 8] = (uint8_t)(sc[j - 8] | ((l & 0xF) << 4));
+        sc[j % 4 + 8] = (uint8_t)(sc[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
+    }
+}
+
+/* Q3_K: sub-block j's signed scale (-32..31) from the 12 packed bytes. */
+static inline int kq_q3_k_scale(const uint8_t *sc, int j) {
+    const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
+    return (lo | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+/* Q4_K/Q5_K: 8 six-bit scales ls and 8 six-bit mins lm into 12 bytes. */
+static inline void kq_k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *sc) {
+    for (int j = 0; j < QK_K / 32; ++j) {
+        if (j < 4) {
+            sc[j] = ls[j];
+            sc[j + 4] = lm[j];
+        } else {
+            sc[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            sc[j - 4] = (uint8_t)(sc[j - 4] | ((ls[j] >> 4) << 6));
+            sc[j] = (uint8_t)(sc[j] | ((lm[j] >> 4) << 6));
+        }
+    }
+}
+
+/* Q4_K/Q5_K: sub-block j's scale *d and min *m from the 12 packed bytes q. */
+static inline void kq_k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
 
 #endif

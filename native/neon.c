@@ -168,12 +168,8 @@ int kq_load_f16_neon(const uint16_t *src, float *dst, int64_t n) {
         acc0 = nonfinite_acc(acc0, a);
         acc1 = nonfinite_acc(acc1, b);
     }
-    int bad = acc_bad(vorrq_u32(acc0, acc1));
-    for (; j < n; ++j) {
-        bad |= (src[j] & 0x7c00u) == 0x7c00u;
-        dst[j] = kq_fp16_to_fp32(src[j]);
-    }
-    return bad;
+    /* the last n - j values, too few for a vector: the scalar loader */
+    return acc_bad(vorrq_u32(acc0, acc1)) | kq_load_f16_scalar(src + j, dst + j, n - j);
 }
 
 int kq_load_bf16_neon(const uint16_t *src, float *dst, int64_t n) {
@@ -188,12 +184,8 @@ int kq_load_bf16_neon(const uint16_t *src, float *dst, int64_t n) {
         acc0 = nonfinite_acc(acc0, a);
         acc1 = nonfinite_acc(acc1, b);
     }
-    int bad = acc_bad(vorrq_u32(acc0, acc1));
-    for (; j < n; ++j) {
-        bad |= (src[j] & 0x7f80u) == 0x7f80u;
-        dst[j] = kq_bf16_to_fp32(src[j]);
-    }
-    return bad;
+    /* the last n - j values, too few for a vector: the scalar loader */
+    return acc_bad(vorrq_u32(acc0, acc1)) | kq_load_bf16_scalar(src + j, dst + j, n - j);
 }
 
 int kq_check_f32_neon(const float *x, int64_t n) {
@@ -205,9 +197,8 @@ int kq_check_f32_neon(const float *x, int64_t n) {
         acc2 = nonfinite_acc(acc2, vld1q_f32(x + j + 8));
         acc3 = nonfinite_acc(acc3, vld1q_f32(x + j + 12));
     }
-    int bad = acc_bad(vorrq_u32(vorrq_u32(acc0, acc1), vorrq_u32(acc2, acc3)));
-    for (; j < n; ++j) bad |= (kq_f32_to_bits(x[j]) & 0x7f800000u) == 0x7f800000u;
-    return bad;
+    /* the last n - j values, too few for a vector: the scalar loader */
+    return acc_bad(vorrq_u32(vorrq_u32(acc0, acc1), vorrq_u32(acc2, acc3))) | kq_check_f32_scalar(x + j, n - j);
 }
 
 #else

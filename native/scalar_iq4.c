@@ -67,12 +67,7 @@ static float block_scale(const float *xb, const float *w) {
 }
 
 /* sigma^2 of a block of n weights as ggml computes it: sum x^2, then times 2/n. */
-static float block_sigma2(const float *x, int n) {
-    float s = 0.0f;
-    for (int j = 0; j < n; ++j) s += x[j] * x[j];
-    s *= 2.f / n;
-    return s;
-}
+static float block_sigma2(const float *x, int n) { return kq_sum_squares(x, n) * (2.f / n); }
 
 static void block_weights(const float *xb, const float *qw, float sigma2, float *w) {
     if (qw) {

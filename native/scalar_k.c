@@ -10,14 +10,6 @@
 #include <string.h>
 #include "kquant_internal.h"
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
-static float sum_squares(const float *x, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; ++i) s += x[i] * x[i];
-    return s;
-}
-
 /* qs layout shared by Q2_K and Q3_K: 2-bit levels, four 32-weight strips per 128 weights. */
 static void pack_2bit(const uint8_t *L, uint8_t *qs) {
     for (int j = 0; j < QK_K; j += 128) {
@@ -39,7 +31,7 @@ static void q2_k_requantize_and_pack(const float *x, uint8_t *y, uint8_t *L) {
         if (!d) continue; /* keeps the search's levels, as ggml does */
         const float dm = dmin * (y[j] >> 4);
         for (int ii = 0; ii < 16; ++ii)
-            L[16 * j + ii] = (uint8_t)clampi(kq_nearest_int((x[16 * j + ii] + dm) / d), 0, 3);
+            L[16 * j + ii] = (uint8_t)kq_clampi(kq_nearest_int((x[16 * j + ii] + dm) / d), 0, 3);
     }
     pack_2bit(L, y + 16);
 }
@@ -75,7 +67,7 @@ void kq_quantize_row_q2_k_scalar(const float *x, uint8_t *y, int64_t n, const fl
             }
         } else {
             const float *qwb = qw + QK_K * i;
-            const float sigma2 = sum_squares(x, QK_K) / QK_K;
+            const float sigma2 = kq_sum_squares(x, QK_K) / QK_K;
             float sw[QK_K / 16];
             uint8_t Ls[QK_K / 16], Lm[QK_K / 16];
             for (int j = 0; j < QK_K / 16; ++j) {
@@ -120,29 +112,13 @@ void kq_dequantize_row_q2_k(const uint8_t *x, float *y, int64_t n) {
 /* ============================== Q3_K ==============================
  * hmask[32], qs[64], scales[12] (16 signed 6-bit scales), d. Weight = d*(sc-32)*(l-4). */
 
-/* 16 six-bit scales into 12 bytes: low nibbles in bytes 0..7, high 2-bit pairs in bytes 8..11. */
-static void q3_k_pack_scales(const int *ls, uint8_t *sc) {
-    memset(sc, 0, 12);
-    for (int j = 0; j < 16; ++j) {
-        const int l = ls[j];
-        if (j < 8) sc[j] = (uint8_t)(l & 0xF);
-        else sc[j - 8] = (uint8_t)(sc[j - 8] | ((l & 0xF) << 4));
-        sc[j % 4 + 8] = (uint8_t)(sc[j % 4 + 8] | ((l >> 4) << (2 * (j / 4))));
-    }
-}
-
-static inline int q3_k_scale(const uint8_t *sc, int j) {
-    const int lo = j < 8 ? sc[j] & 0xF : sc[j - 8] >> 4;
-    return (lo | (((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
-}
-
 static void q3_k_requantize_and_pack(const float *x, uint8_t *y, int8_t *L) {
     const float dall = kq_fp16_to_fp32(kq_get_u16(y + 108));
     for (int j = 0; j < QK_K / 16; ++j) {
-        const float d = dall * (int8_t)q3_k_scale(y + 96, j);
+        const float d = dall * (int8_t)kq_q3_k_scale(y + 96, j);
         if (!d) continue;
         for (int ii = 0; ii < 16; ++ii)
-            L[16 * j + ii] = (int8_t)(clampi(kq_nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
+            L[16 * j + ii] = (int8_t)(kq_clampi(kq_nearest_int(x[16 * j + ii] / d), -4, 3) + 4);
     }
     /* the third bit of weight j goes to hmask[j % 32], bit j / 32 */
     uint8_t *hmask = y;
@@ -175,9 +151,9 @@ void kq_quantize_row_q3_k_scalar(const float *x, uint8_t *y, int64_t n, const fl
                 const float iscale = -32.f / max_scale;
                 for (int j = 0; j < QK_K / 16; ++j) {
                     const int8_t l = (int8_t)kq_nearest_int(iscale * scales[j]);
-                    ls[j] = clampi(l, -32, 31) + 32;
+                    ls[j] = kq_clampi(l, -32, 31) + 32;
                 }
-                q3_k_pack_scales(ls, y + 96);
+                kq_q3_k_pack_scales(ls, y + 96);
                 kq_put_u16(y + 108, kq_fp32_to_fp16(1 / iscale));
             } else {
                 memset(y + 96, 0, 12);
@@ -185,7 +161,7 @@ void kq_quantize_row_q3_k_scalar(const float *x, uint8_t *y, int64_t n, const fl
             }
         } else {
             const float *qwb = qw + QK_K * i;
-            const float sigma2 = 2 * sum_squares(x, QK_K) / QK_K;
+            const float sigma2 = 2 * kq_sum_squares(x, QK_K) / QK_K;
             float weight[16], sw[QK_K / 16];
             int8_t Ls[QK_K / 16];
             for (int j = 0; j < QK_K / 16; ++j) {
@@ -200,7 +176,7 @@ void kq_quantize_row_q3_k_scalar(const float *x, uint8_t *y, int64_t n, const fl
             }
             const float d_block = kq_make_qx_quants(QK_K / 16, 32, scales, Ls, 1, sw);
             for (int j = 0; j < QK_K / 16; ++j) ls[j] = Ls[j];
-            q3_k_pack_scales(ls, y + 96);
+            kq_q3_k_pack_scales(ls, y + 96);
             kq_put_u16(y + 108, kq_fp32_to_fp16(d_block));
         }
         q3_k_requantize_and_pack(x, y, L);
@@ -217,7 +193,7 @@ void kq_dequantize_row_q3_k(const uint8_t *x, float *y, int64_t n) {
         for (int half = 0; half < 2; ++half, q += 32) {
             for (int shift = 0; shift < 8; shift += 2, m = (uint8_t)(m << 1)) {
                 for (int k = 0; k < 2; ++k) {
-                    const float dl = d_all * q3_k_scale(x + 96, is++);
+                    const float dl = d_all * kq_q3_k_scale(x + 96, is++);
                     for (int l = 0; l < 16; ++l) {
                         const int v = ((q[16 * k + l] >> shift) & 3) - ((hm[16 * k + l] & m) ? 0 : 4);
                         *y++ = dl * v;
@@ -232,29 +208,6 @@ void kq_dequantize_row_q3_k(const uint8_t *x, float *y, int64_t n) {
  * d, dmin, scales[12] (8 six-bit scales and 8 six-bit mins), then the levels.
  * Weight = d*sc*l - dmin*m. */
 
-static void k4_pack_scales(const uint8_t *ls, const uint8_t *lm, uint8_t *sc) {
-    for (int j = 0; j < QK_K / 32; ++j) {
-        if (j < 4) {
-            sc[j] = ls[j];
-            sc[j + 4] = lm[j];
-        } else {
-            sc[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-            sc[j - 4] = (uint8_t)(sc[j - 4] | ((ls[j] >> 4) << 6));
-            sc[j] = (uint8_t)(sc[j] | ((lm[j] >> 4) << 6));
-        }
-    }
-}
-
-static inline void k4_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 /* Sub-block scales and mins of one super-block, written to y[0..15]; L holds the search levels.
  * nmax is 15 (Q4_K) or 31 (Q5_K). */
 static void k45_scales(const float *x, uint8_t *y, uint8_t *L, const float *qwb, int nmax) {
@@ -265,7 +218,7 @@ static void k45_scales(const float *x, uint8_t *y, uint8_t *L, const float *qwb,
         const int nstep = nmax == 15 ? 20 : 15;
         float max_scale = 0.0f, max_min = 0.0f;
         for (int j = 0; j < QK_K / 32; ++j) {
-            const float av_x = sqrtf(sum_squares(x + 32 * j, 32) / 32);
+            const float av_x = sqrtf(kq_sum_squares(x + 32 * j, 32) / 32);
             for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
             scales[j] = kq_make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
                                             rmin, 0.1f, nstep, 0);
@@ -280,11 +233,11 @@ static void k45_scales(const float *x, uint8_t *y, uint8_t *L, const float *qwb,
             ls[j] = s < 63 ? s : 63;
             lm[j] = m < 63 ? m : 63;
         }
-        k4_pack_scales(ls, lm, y + 4);
+        kq_k4_pack_scales(ls, lm, y + 4);
         kq_put_u16(y, kq_fp32_to_fp16(max_scale / 63.f));
         kq_put_u16(y + 2, kq_fp32_to_fp16(max_min / 63.f));
     } else {
-        const float sigma2 = 2 * sum_squares(x, QK_K) / QK_K;
+        const float sigma2 = 2 * kq_sum_squares(x, QK_K) / QK_K;
         float sw[QK_K / 32];
         for (int j = 0; j < QK_K / 32; ++j) {
             for (int l = 0; l < 32; ++l) {
@@ -305,7 +258,7 @@ static void k45_scales(const float *x, uint8_t *y, uint8_t *L, const float *qwb,
                 if (lm[j] > 63) lm[j] = 63;
             }
         }
-        k4_pack_scales(ls, lm, y + 4);
+        kq_k4_pack_scales(ls, lm, y + 4);
         kq_put_u16(y, kq_fp32_to_fp16(d_block));
         kq_put_u16(y + 2, kq_fp32_to_fp16(m_block));
     }
@@ -314,12 +267,12 @@ static void k45_scales(const float *x, uint8_t *y, uint8_t *L, const float *qwb,
     const float dmin = kq_fp16_to_fp32(kq_get_u16(y + 2));
     for (int j = 0; j < QK_K / 32; ++j) {
         uint8_t sc, m;
-        k4_scale_min(j, y + 4, &sc, &m);
+        kq_k4_scale_min(j, y + 4, &sc, &m);
         const float d = dall * sc;
         if (!d) continue;
         const float dm = dmin * m;
         for (int ii = 0; ii < 32; ++ii)
-            L[32 * j + ii] = (uint8_t)clampi(kq_nearest_int((x[32 * j + ii] + dm) / d), 0, nmax);
+            L[32 * j + ii] = (uint8_t)kq_clampi(kq_nearest_int((x[32 * j + ii] + dm) / d), 0, nmax);
     }
 }
 
@@ -360,9 +313,9 @@ void kq_dequantize_row_q4_k(const uint8_t *x, float *y, int64_t n) {
         const uint8_t *q = x + 16;
         for (int is = 0; is < 8; is += 2, q += 32) {
             uint8_t sc, m;
-            k4_scale_min(is, x + 4, &sc, &m);
+            kq_k4_scale_min(is, x + 4, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            k4_scale_min(is + 1, x + 4, &sc, &m);
+            kq_k4_scale_min(is + 1, x + 4, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
             for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
@@ -378,9 +331,9 @@ void kq_dequantize_row_q5_k(const uint8_t *x, float *y, int64_t n) {
         uint8_t u1 = 1, u2 = 2;
         for (int is = 0; is < 8; is += 2, ql += 32) {
             uint8_t sc, m;
-            k4_scale_min(is, x + 4, &sc, &m);
+            kq_k4_scale_min(is, x + 4, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            k4_scale_min(is + 1, x + 4, &sc, &m);
+            kq_k4_scale_min(is + 1, x + 4, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
@@ -420,7 +373,7 @@ void kq_quantize_row_q6_k_scalar(const float *x, uint8_t *y, int64_t n, const fl
             const float d = dall * sc[j];
             if (!d) continue;
             for (int ii = 0; ii < 16; ++ii)
-                L[16 * j + ii] = (int8_t)(clampi(kq_nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
+                L[16 * j + ii] = (int8_t)(kq_clampi(kq_nearest_int(x[16 * j + ii] / d), -32, 31) + 32);
         }
         uint8_t *ql = y, *qh = y + 128;
         for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {

@@ -31,11 +31,7 @@ static inline void block_min_max(const float *x, float *min_out, float *max_out)
 }
 
 /* sigma^2 of a whole row: the imatrix weight of x is qw * sqrt(sigma^2 + x^2). */
-static float row_sigma2(const float *x, int64_t n) {
-    float sum_x2 = 0.0f;
-    for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
-    return sum_x2 / n;
-}
+static float row_sigma2(const float *x, int64_t n) { return kq_sum_squares(x, n) / n; }
 
 static inline void imatrix_weights(const float *xb, const float *qw, float sigma2, float *w) {
     for (int j = 0; j < QK; ++j) w[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);

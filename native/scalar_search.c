@@ -13,7 +13,6 @@
 #include <string.h>
 #include "kquant_internal.h"
 
-static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 /* Weight of element i for make_qx_quants when no explicit weights are given. */
 static inline float qx_weight(int rmse_type, float x) {
@@ -41,7 +40,7 @@ float kq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
     float iscale = -nmax / max;
     if (rmse_type == 0) {
         for (int i = 0; i < n; ++i)
-            L[i] = (int8_t)(nmax + clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1));
+            L[i] = (int8_t)(nmax + kq_clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1));
         return 1 / iscale;
     }
     int return_early = 0;
@@ -49,7 +48,7 @@ float kq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
 
     float sumlx = 0.0f, suml2 = 0.0f;
     for (int i = 0; i < n; ++i) {
-        const int l = clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        const int l = kq_clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)(l + nmax);
         const float w = qw ? qw[i] : qx_weight(rmse_type, x[i]);
         sumlx += w * x[i] * l;
@@ -64,14 +63,14 @@ float kq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_typ
         iscale = -(nmax + 0.1f * is) / max;
         sumlx = suml2 = 0.0f;
         for (int i = 0; i < n; ++i) {
-            const int l = clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            const int l = kq_clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1);
             const float w = qw ? qw[i] : qx_weight(rmse_type, x[i]);
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
             for (int i = 0; i < n; ++i)
-                L[i] = (int8_t)(nmax + clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1));
+                L[i] = (int8_t)(nmax + kq_clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1));
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
@@ -94,12 +93,12 @@ float kq_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int do_rmse)
     const float iscale = -nmax / max;
     if (!do_rmse) {
         for (int i = 0; i < n; ++i)
-            L[i] = (int8_t)(clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1) + nmax);
+            L[i] = (int8_t)(kq_clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1) + nmax);
         return 1 / iscale;
     }
     float sumlx = 0.0f, suml2 = 0.0f;
     for (int i = 0; i < n; ++i) {
-        const int l = clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        const int l = kq_clampi(kq_nearest_int(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)l;
         const float w = x[i] * x[i];
         sumlx += w * x[i] * l;
@@ -112,7 +111,7 @@ float kq_make_q3_quants(int n, int nmax, const float *x, int8_t *L, int do_rmse)
             float slx = sumlx - w * x[i] * L[i];
             if (slx > 0) {
                 float sl2 = suml2 - w * L[i] * L[i];
-                const int new_l = clampi(kq_nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+                const int new_l = kq_clampi(kq_nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
                 if (new_l != L[i]) {
                     slx += w * x[i] * new_l;
                     sl2 += w * new_l * new_l;
@@ -158,7 +157,7 @@ float kq_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
     float scale = 1 / iscale;
     float best_error = 0.0f;
     for (int i = 0; i < n; ++i) {
-        L[i] = (uint8_t)clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
+        L[i] = (uint8_t)kq_clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
         float diff = scale * L[i] + min - x[i];
         diff = use_mad ? fabsf(diff) : diff * diff;
         best_error += weights[i] * diff;
@@ -171,7 +170,7 @@ float kq_make_qkx2_quants(int n, int nmax, const float *x, const float *weights,
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
         for (int i = 0; i < n; ++i) {
-            const int l = clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
+            const int l = kq_clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
             Laux[i] = (uint8_t)l;
             const float w = weights[i];
             sum_l += w * l;
@@ -229,7 +228,7 @@ float kq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights,
     float scale = 1 / iscale;
     float best_mad = 0.0f;
     for (int i = 0; i < n; ++i) {
-        L[i] = (uint8_t)clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
+        L[i] = (uint8_t)kq_clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
         float diff = scale * L[i] + min - x[i];
         diff = use_mad ? fabsf(diff) : diff * diff;
         const float w = weights ? weights[i] : x[i] * x[i];
@@ -245,7 +244,7 @@ float kq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights,
         for (int i = 0; i < n; ++i) {
             /* Far outside the range kq_nearest_int is exact for, the bit trick still gives a
              * deterministic value, and ggml's bytes depend on it: do not "fix" this. */
-            const int l = clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
+            const int l = kq_clampi(kq_nearest_int(iscale * (x[i] - min)), 0, nmax);
             Laux[i] = (uint8_t)l;
             const float w = weights ? weights[i] : x[i] * x[i];
             sum_l += w * l;
