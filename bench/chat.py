@@ -4,7 +4,7 @@
 
 Three paths generate the same greedy reply:
   raw     llama_cpp.Llama.create_chat_completion(stream=True), consumed in a plain loop
-  engine  quantdesk.core.chat.ChatEngine.generate (stream, stats, Stop checks)
+  engine  quantdesk.core.chat.engine.ChatEngine.generate (stream, stats, Stop checks)
   ui      the same engine as a Job in quantdesk.ui.workers' worker thread, the reply saved to a
           conversation store as it streams and re-rendered as Markdown in a MessageWidget on
           every progress signal (10 a second), in a Qt event loop (offscreen)
@@ -29,7 +29,7 @@ PROMPT = [{"role": "user", "content": "Write a detailed essay about the history 
 
 
 def _settings(args):
-    from quantdesk.core.chat import ChatSettings
+    from quantdesk.core.chat.engine import ChatSettings
 
     return ChatSettings(temperature=0.0, seed=0, max_tokens=args.tokens, context_length=2048, threads=args.threads)
 
@@ -75,7 +75,7 @@ def run_engine(engine, settings) -> dict:
 def run_ui(engine, settings, app) -> dict:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
-    from quantdesk.core.chat import ReplyStream
+    from quantdesk.core.chat.engine import ReplyStream
     from quantdesk.ui.chat_widgets import MessageWidget
     from quantdesk.ui.workers import JobManager
 
@@ -88,7 +88,7 @@ def run_ui(engine, settings, app) -> dict:
     # as in the window: the reply is also saved to the conversation store every few tokens
     import tempfile
 
-    from quantdesk.core.store import Store
+    from quantdesk.core.chat.store import Store
 
     store = Store(Path(tempfile.mkdtemp(prefix="bench-chat-")) / "c.sqlite3")
     cid = store.create_conversation("bench")
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
 
     import llama_cpp
 
-    from quantdesk.core.chat import ChatEngine
+    from quantdesk.core.chat.engine import ChatEngine
     from quantdesk.core.starter import starter_model_path
     from quantdesk.ui.app import make_application
 

@@ -123,14 +123,14 @@ def synthetic_1b() -> Path:
 def _child(which: str, src: str, out: str, level: str, threads: int) -> None:
     """Runs in a fresh process: one quantization, then a JSON line with seconds and peak RSS."""
     if which == "ours":
-        from quantdesk.core.quantize import QuantizeRequest, quantize_file
+        from quantdesk.core.quantize.run import QuantizeRequest, quantize_file
 
         req = QuantizeRequest(Path(src), Path(out), level, threads=threads)
         t0 = time.perf_counter()
         quantize_file(req)
     else:
         from bench.llama_quantize_ref import llama_quantize
-        from quantdesk.core.quant_plan import FILE_TYPES
+        from quantdesk.core.quantize.plan import FILE_TYPES
 
         ftype = FILE_TYPES[level].ftype
         t0 = time.perf_counter()

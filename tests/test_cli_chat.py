@@ -24,7 +24,7 @@ def quantdesk(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
 
 
 def test_prompt_prints_the_greedy_reply_alone(starter_model):
-    from quantdesk.core.chat import ChatEngine, ChatSettings
+    from quantdesk.core.chat.engine import ChatEngine, ChatSettings
 
     r = quantdesk(
         "chat",

@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the recipes read the starter GGUF with quantdesk.core.gguf_index
+sys.path.insert(0, str(ROOT))  # the recipes read the starter GGUF with quantdesk.core.gguf.index
 RECIPES_FILE = ROOT / "tests" / "data" / "convert" / "recipes.py"
 
 

@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from quantdesk.core.chat import (
+from quantdesk.core.chat.engine import (
     ChatEngine,
     ChatError,
     ChatSettings,
@@ -22,7 +22,7 @@ from quantdesk.core.chat import (
     default_settings,
     read_facts,
 )
-from quantdesk.core.gguf_file import GGUFError
+from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import CancelToken
 
 

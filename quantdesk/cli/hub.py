@@ -1,6 +1,6 @@
 """`quantdesk search`, `quantdesk files` and `quantdesk download`: the Hub from a terminal.
 
-The same core functions as the Discover page (quantdesk.core.hub, quantdesk.core.downloads); heavy imports
+The same core functions as the Discover page (quantdesk.core.hub.client, quantdesk.core.hub.downloads); heavy imports
 happen inside the commands so `quantdesk info` stays quick.
 """
 
@@ -48,7 +48,7 @@ def _user_error(e: Exception):
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from quantdesk.core import hub
+    from quantdesk.core.hub import client as hub
 
     if args.limit < 1:
         raise _user_error(ValueError("--limit must be at least 1"))
@@ -78,7 +78,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_files(args: argparse.Namespace) -> int:
-    from quantdesk.core import hub
+    from quantdesk.core.hub import client as hub
     from quantdesk.core.units import human_bytes
 
     try:
@@ -146,7 +146,8 @@ def run_files(args: argparse.Namespace) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     from quantdesk.cli.progress import run_job
-    from quantdesk.core import downloads, hub
+    from quantdesk.core.hub import client as hub
+    from quantdesk.core.hub import downloads
     from quantdesk.core.jobs import Cancelled
 
     try:

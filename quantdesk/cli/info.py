@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from quantdesk.core.gguf_file import GGUFError, read_info
+from quantdesk.core.gguf.reader import GGUFError, read_info
 from quantdesk.core.units import human_bytes
 
 

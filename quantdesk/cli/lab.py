@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from quantdesk.core import evaluate
 from quantdesk.core.jobs import Cancelled
+from quantdesk.core.lab import ladder
 from quantdesk.core.units import human_bytes
 
 
@@ -23,18 +23,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", nargs="?", help="the model to start from: a .gguf, ideally F16 or BF16")
     p.add_argument(
-        "--levels", default=",".join(evaluate.DEFAULT_LEVELS), help="comma-separated levels (default: %(default)s)"
+        "--levels", default=",".join(ladder.DEFAULT_LEVELS), help="comma-separated levels (default: %(default)s)"
     )
     p.add_argument(
         "--tokens",
         type=int,
-        default=evaluate.DEFAULT_TOKENS,
+        default=ladder.DEFAULT_TOKENS,
         help="evaluation tokens, in whole chunks of --context (default: %(default)s)",
     )
     p.add_argument(
         "--context",
         type=int,
-        default=evaluate.DEFAULT_CONTEXT,
+        default=ladder.DEFAULT_CONTEXT,
         help="chunk length; the second half of each chunk is scored (default: %(default)s)",
     )
     p.add_argument("--threads", type=int, default=None, help="threads (default: llama.cpp's choice)")
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             text = Path(args.text).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"{args.text}: cannot read it as UTF-8 text ({e})") from None
-    request = evaluate.LadderRequest(
+    request = ladder.LadderRequest(
         source=Path(args.source),
         levels=[x.strip() for x in args.levels.split(",") if x.strip()],
         tokens=args.tokens,
@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         text=text,
     )
     try:
-        result = run_job(evaluate.ladder_job(request))
-    except evaluate.EvaluateError as e:
+        result = run_job(ladder.ladder_job(request))
+    except ladder.LabError as e:
         raise UserError(str(e)) from None
     except Cancelled:
         print("quantdesk: cancelled; no result was saved", file=sys.stderr)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_table(result: evaluate.LadderResult) -> None:
+def print_table(result: ladder.LadderResult) -> None:
     print(f"{result.model}: {result.tokens_scored} tokens scored in {result.chunks} chunks of {result.context}")
     source = result.levels[0]
     print(
@@ -100,12 +100,12 @@ def print_table(result: evaluate.LadderResult) -> None:
         print(
             f"{name:16}  {human_bytes(r.file_bytes):>9}  {r.bits_per_weight:6.2f}  {r.perplexity:8.3f}  "
             f"{delta:+6.1f}%  {r.kl_mean:7.4f}  {r.kl_p99:7.4f}  {100 * r.top1_agreement:5.1f}%  "
-            f"{r.prompt_tps:8.1f}  {r.generate_tps:7.1f}  {evaluate.quality_words(r)}"
+            f"{r.prompt_tps:8.1f}  {r.generate_tps:7.1f}  {ladder.quality_words(r)}"
         )
 
 
 def _list(as_json: bool) -> int:
-    results = evaluate.list_results()
+    results = ladder.list_results()
     if as_json:
         print(json.dumps([{**r.to_dict(), "path": r.path} for r in results], indent=2))
         return 0

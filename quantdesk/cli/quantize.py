@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from quantdesk.core.jobs import Cancelled
-from quantdesk.core.quant_plan import FILE_TYPES
-from quantdesk.core.quantize import QuantizeError, QuantizeRequest, quantize_job
+from quantdesk.core.quantize.plan import FILE_TYPES
+from quantdesk.core.quantize.run import QuantizeError, QuantizeRequest, quantize_job
 from quantdesk.core.units import human_bytes, human_duration
 
 

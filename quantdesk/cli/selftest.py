@@ -44,7 +44,7 @@ def _check_window() -> str:
 
 
 def _check_lab() -> str:
-    from quantdesk.core.evaluate import builtin_text
+    from quantdesk.core.lab.ladder import builtin_text
 
     return f"evaluation text of {len(builtin_text()):,} characters"
 

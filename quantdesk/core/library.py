@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantdesk.core import gguf_file, paths, settings, starter
-from quantdesk.core.hub import quant_from_name, shard_info
+from quantdesk.core import paths, settings, starter
+from quantdesk.core.gguf import reader as gguf_file
+from quantdesk.core.hub.client import quant_from_name, shard_info
 
 FOLDERS_KEY = "library_folders"
 MAX_DEPTH = 6  # folders deeper than this below a root are not scanned (a home folder added by mistake)

@@ -1,6 +1,6 @@
 """Chat: conversations on the left, the transcript in the middle, model settings on the right.
 
-The page owns one ChatEngine (quantdesk/core/chat.py) and one conversation Store (quantdesk/core/store.py).
+The page owns one ChatEngine (quantdesk/core/chat/engine.py) and one conversation Store (quantdesk/core/chat/store.py).
 Loading and generating are Jobs run by ctx.jobs, one at a time; the reply streams into a
 ReplyStream that the worker also saves to the store every few tokens, and the view re-renders
 the growing reply on each (throttled, ~10 per second) progress signal. The UI thread only ever
@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.core import renames
-from quantdesk.core.chat import (
+from quantdesk.core.chat.engine import (
     ChatEngine,
     ChatError,
     ChatSettings,
@@ -41,10 +41,10 @@ from quantdesk.core.chat import (
     default_settings,
     read_facts,
 )
-from quantdesk.core.gguf_file import GGUFError
+from quantdesk.core.chat.store import UNTITLED, Store
+from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import Job
 from quantdesk.core.starter import starter_model_path
-from quantdesk.core.store import UNTITLED, Store
 from quantdesk.ui import theme
 from quantdesk.ui.chat_settings import ChatSettingsPanel
 from quantdesk.ui.chat_widgets import Composer, MessageWidget, Transcript, copy_text

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.core.chat import KV_CACHE_TYPES, ChatSettings, ModelFacts, estimate_memory
-from quantdesk.core.templates import TEMPLATES
+from quantdesk.core.chat.engine import KV_CACHE_TYPES, ChatSettings, ModelFacts, estimate_memory
+from quantdesk.core.chat.templates import TEMPLATES
 from quantdesk.core.units import human_bytes
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import label

@@ -36,7 +36,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.core import downloads, hardware, hub
+from quantdesk.core import hardware
+from quantdesk.core.hub import client as hub
+from quantdesk.core.hub import downloads
 from quantdesk.core.jobs import Job, Progress
 from quantdesk.core.units import human_bytes, human_duration, human_rate
 from quantdesk.ui import theme
@@ -294,7 +296,7 @@ class ProgressDelegate(QStyledItemDelegate):
 
 class DownloadQueue(QObject):
     """Runs downloads one at a time (they share one connection's bandwidth anyway), and knows the
-    ones an earlier session left paused or interrupted (quantdesk.core.downloads.pending)."""
+    ones an earlier session left paused or interrupted (quantdesk.core.hub.downloads.pending)."""
 
     changed = Signal()
     completed = Signal(object)  # DownloadItem

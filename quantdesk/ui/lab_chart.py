@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QFrame, QSizePolicy, QVBoxLayout, QWidget
 
-from quantdesk.core.evaluate import CLOSE_KL, NOTICEABLE_KL, SMALL_KL, LadderResult, LevelResult
+from quantdesk.core.lab.ladder import CLOSE_KL, NOTICEABLE_KL, SMALL_KL, LadderResult, LevelResult
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import label
 

@@ -1,7 +1,7 @@
 """Lab: what each quantization level of a model costs, measured on this computer.
 
 Pick a source (ideally the model's F16/BF16 file) and the levels to compare; "Run ladder" runs
-quantdesk.core.evaluate's ladder job: every level is quantized from the source (or taken from the
+quantdesk.core.lab.ladder's ladder job: every level is quantized from the source (or taken from the
 Lab's cache), then the source and each level read the same evaluation text. The answer is one
 table (size, perplexity, KL divergence from the source, top-token agreement, speed, and a
 verdict in words) and one chart (size against KL divergence, a labelled point per level).
@@ -41,12 +41,13 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.core import library
-from quantdesk.core.evaluate import (
+from quantdesk.core.jobs import Progress
+from quantdesk.core.lab.ladder import (
     CLOSE_KL,
     DEFAULT_LEVELS,
     NOTICEABLE_KL,
     SMALL_KL,
-    EvaluateError,
+    LabError,
     LadderRequest,
     LadderResult,
     LevelResult,
@@ -57,8 +58,7 @@ from quantdesk.core.evaluate import (
     list_results,
     quality_words,
 )
-from quantdesk.core.jobs import Progress
-from quantdesk.core.quant_plan import FILE_TYPES
+from quantdesk.core.quantize.plan import FILE_TYPES
 from quantdesk.core.units import human_bytes
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
@@ -107,7 +107,7 @@ READING_NOTE = (
 )
 SOURCE_HINT = "Best with the model's F16 or BF16 file: every level is made from it and compared with it."
 
-# The tone each of quantdesk.core.evaluate.quality_words' verdicts is shown in.
+# The tone each of quantdesk.core.lab.ladder.quality_words' verdicts is shown in.
 VERDICT_TONES = {
     "the original": "accent",
     "close to the original": "ok",
@@ -629,7 +629,7 @@ class LabPage(BasePage):
         self.refresh_runs(select=result.path)
 
     def _on_failed(self, error: BaseException, tb: str) -> None:
-        if isinstance(error, EvaluateError):
+        if isinstance(error, LabError):
             self.error.show_error(f"The ladder did not run: {error}. Nothing was saved.", tb)
         elif isinstance(error, OSError) and error.errno == 28:
             self.error.show_error("The disk became full. Nothing was saved; free some space and run again.", tb)

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from quantdesk.cli.info import format_params
 from quantdesk.core import library
-from quantdesk.core.gguf_file import GGUFError
+from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import Job
 from quantdesk.core.library import LibraryEntry
 from quantdesk.core.units import human_bytes

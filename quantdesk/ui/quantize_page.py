@@ -1,13 +1,13 @@
 """Quantize: turn a GGUF or a safetensors checkpoint from the Library into a GGUF at the level you pick.
 
 Pick a source (the Library's GGUF files), pick a level from a list that shows, for this very
-model, the size the output will have (from the per-tensor plan, quantdesk.core.quantize), its bits
+model, the size the output will have (from the per-tensor plan, quantdesk.core.quantize.run), its bits
 per weight and the trade-off in one line; then Quantize. Progress shows tensors and bytes,
 speed and time left; Cancel leaves nothing behind. The result lands in the app's models folder
 with a card beside it and appears in the Library (ctx.library_changed).
 
 Reading a source's header and planning every level runs as a job (a slow disk must not freeze
-the window); the quantization itself is quantdesk.core.quantize's job, run by ctx.jobs.
+the window); the quantization itself is quantdesk.core.quantize.run's job, run by ctx.jobs.
 
 A checkpoint folder is a source too: its level list adds F32 and its sizes are estimates
 (parameters × the level's bits per weight, shown as "about"), because the exact per-tensor plan
@@ -50,8 +50,8 @@ from quantdesk.core.convert import (
     describe_checkpoint,
 )
 from quantdesk.core.jobs import Job, Progress
-from quantdesk.core.quant_plan import FILE_TYPES
-from quantdesk.core.quantize import (
+from quantdesk.core.quantize.plan import FILE_TYPES
+from quantdesk.core.quantize.run import (
     LevelEstimate,
     QuantizeError,
     QuantizeRequest,

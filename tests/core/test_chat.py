@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantdesk.core.chat import (
+from quantdesk.core.chat.engine import (
     ChatEngine,
     ChatError,
     ChatSettings,
@@ -110,7 +110,7 @@ def test_settings_round_trip_ignores_junk():
 
 @pytest.mark.parametrize("cut", [0, 3, 10, 30, 5000])
 def test_truncated_headers_are_one_line_errors(starter_model, tmp_path, cut):
-    from quantdesk.core.gguf_file import GGUFError
+    from quantdesk.core.gguf.reader import GGUFError
 
     part = tmp_path / "part.gguf"
     part.write_bytes(starter_model.read_bytes()[:cut])
@@ -149,7 +149,7 @@ def test_template_override_is_used_and_can_be_undone(engine):
 
 
 def test_auto_gpu_layers_fill_free_vram_and_no_gpu_means_none(starter_model) -> None:
-    from quantdesk.core.chat import ChatSettings, gpu_layers_that_fit, read_facts
+    from quantdesk.core.chat.engine import ChatSettings, gpu_layers_that_fit, read_facts
 
     facts = read_facts(starter_model)
     settings = ChatSettings(context_length=2048, gpu_layers=-1)
@@ -163,7 +163,7 @@ def test_auto_gpu_layers_fill_free_vram_and_no_gpu_means_none(starter_model) -> 
 
 
 def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
-    from quantdesk.core.chat import ChatSettings, estimate_memory, read_facts
+    from quantdesk.core.chat.engine import ChatSettings, estimate_memory, read_facts
 
     facts = read_facts(starter_model)
     cpu = estimate_memory(facts, ChatSettings(gpu_layers=10), available_bytes=16 * 10**9)
@@ -182,7 +182,7 @@ def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
 def _with_template(starter_model, tmp_path, template: str):
     """The starter model with its chat template replaced in place (padded with spaces to the same
     length, so the rest of the file stays where it was)."""
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     kv = read_index(starter_model).fields["tokenizer.chat_template"]
     old = kv.value.encode("utf-8")

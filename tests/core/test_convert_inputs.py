@@ -194,7 +194,7 @@ def test_quantized_outtype_runs_both_stages(ckpt: Path, tmp_path: Path) -> None:
         ConvertRequest(ckpt, out_dir / "out.gguf", "Q8_0"), lambda p: stages.append(p.stage), CancelToken()
     )
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == ["Converting", "Quantizing"]
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     idx = read_index(result.output)
     assert idx.get("general.file_type") == 7  # MOSTLY_Q8_0
@@ -220,9 +220,9 @@ def test_cli_convert(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_full_disk_is_refused_before_writing(ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import quantdesk.core.quantize
+    import quantdesk.core.quantize.run
 
-    monkeypatch.setattr(quantdesk.core.quantize, "free_bytes", lambda folder: 1000)
+    monkeypatch.setattr(quantdesk.core.quantize.run, "free_bytes", lambda folder: 1000)
     _refused(ckpt, tmp_path / "out", r"not enough disk space in .*: .* needed, 1000 B free|not enough disk space")
 
 
@@ -450,7 +450,7 @@ def test_a_full_disk_while_quantizing_is_one_line(ckpt: Path, tmp_path: Path, mo
     """The F16 intermediate fits, the quantized file does not: was an OSError traceback."""
     import errno
 
-    from quantdesk.core.quant_writer import AtomicOutput
+    from quantdesk.core.quantize.writer import AtomicOutput
 
     real_write = AtomicOutput.write
 

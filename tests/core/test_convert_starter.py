@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from quantdesk.core.convert import ConvertRequest, convert
-from quantdesk.core.gguf_index import read_index
+from quantdesk.core.gguf.index import read_index
 from tests.data.convert import recipes  # one instance: its tokenizer cache serves every test file
 
 PROMPT = b"The capital of France is"

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from quantdesk.core import downloads, hub, library
-from quantdesk.core.downloads import DownloadError, DownloadJob, VerificationError
+from quantdesk.core import library
+from quantdesk.core.hub import client as hub
+from quantdesk.core.hub import downloads
+from quantdesk.core.hub.downloads import DownloadError, DownloadJob, VerificationError
 from quantdesk.core.jobs import Cancelled
 from tests.hubserver import TOKEN
 

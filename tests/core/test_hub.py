@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from quantdesk.core import hub
 from quantdesk.core.hardware import Memory
-from quantdesk.core.hub import FileGroup, ModelShape, RemoteFile
+from quantdesk.core.hub import client as hub
+from quantdesk.core.hub.client import FileGroup, ModelShape, RemoteFile
 from tests.hubserver import TOKEN
 
 GB = 1_000_000_000

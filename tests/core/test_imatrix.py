@@ -9,7 +9,7 @@ import gguf
 import numpy as np
 import pytest
 
-from quantdesk.core.imatrix import ImatrixError, load_imatrix
+from quantdesk.core.quantize.imatrix import ImatrixError, load_imatrix
 
 
 def _write_dat(path: Path, entries: dict[str, tuple[int, np.ndarray]], chunks: int = 0, dataset: str = "") -> None:

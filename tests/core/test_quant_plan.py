@@ -13,8 +13,8 @@ import gguf
 import pytest
 
 from bench.llama_quantize_ref import llama_plan
-from quantdesk.core.gguf_index import KV, GGUFIndex, TensorInfo, read_index
-from quantdesk.core.quant_plan import (
+from quantdesk.core.gguf.index import KV, GGUFIndex, TensorInfo, read_index
+from quantdesk.core.quantize.plan import (
     FILE_TYPES,
     PlanError,
     PlanOptions,

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from quantdesk.core import quant_writer, renames
-from quantdesk.core.quant_writer import AtomicOutput, remove_stale_partials
+from quantdesk.core import renames
+from quantdesk.core.quantize import writer as quant_writer
+from quantdesk.core.quantize.writer import AtomicOutput, remove_stale_partials
 
 # every byte value, including 0x0A, which a text-mode descriptor on Windows would expand
 PAYLOAD = bytes(range(256)) * 64 + b"\n\r\n\n"

@@ -18,10 +18,10 @@ import gguf
 import numpy as np
 import pytest
 
-from quantdesk.core import quantize as quantize_mod
 from quantdesk.core.jobs import Cancelled, CancelToken, Progress
-from quantdesk.core.quant_writer import AtomicOutput
-from quantdesk.core.quantize import QuantizeError, QuantizeRequest, quantize_file, quantize_job
+from quantdesk.core.quantize import run as quantize_mod
+from quantdesk.core.quantize.run import QuantizeError, QuantizeRequest, quantize_file, quantize_job
+from quantdesk.core.quantize.writer import AtomicOutput
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -539,7 +539,7 @@ def test_an_imatrix_whose_name_is_not_utf8(f16_small: Path, tmp_path: Path) -> N
     )
     out = tmp_path / "q.gguf"
     quantize_file(QuantizeRequest(f16_small, out, "Q4_K_M", imatrix=tmp_path / name))
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     assert read_index(out).get("quantize.imatrix.file").endswith("im?.dat")
 

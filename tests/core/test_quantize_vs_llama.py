@@ -21,10 +21,10 @@ import gguf
 import numpy as np
 import pytest
 
-from quantdesk.core.gguf_index import read_index
-from quantdesk.core.imatrix import load_imatrix
-from quantdesk.core.quant_plan import FILE_TYPES, PlanOptions, make_plan, parse_ggml_type
-from quantdesk.core.quantize import QuantizeRequest, imatrix_kv, quantize_file
+from quantdesk.core.gguf.index import read_index
+from quantdesk.core.quantize.imatrix import load_imatrix
+from quantdesk.core.quantize.plan import FILE_TYPES, PlanOptions, make_plan, parse_ggml_type
+from quantdesk.core.quantize.run import QuantizeRequest, imatrix_kv, quantize_file
 
 LEVELS = list(FILE_TYPES)
 

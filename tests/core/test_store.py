@@ -10,7 +10,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from quantdesk.core.store import UNTITLED, Store, title_from
+from quantdesk.core.chat.store import UNTITLED, Store, title_from
 
 
 def test_conversation_life_cycle(tmp_path):
@@ -69,8 +69,8 @@ def test_title_from():
 
 STREAMER = textwrap.dedent("""
     import sys
-    from quantdesk.core.chat import ChatEngine, ChatSettings, ReplyStream
-    from quantdesk.core.store import Store
+    from quantdesk.core.chat.engine import ChatEngine, ChatSettings, ReplyStream
+    from quantdesk.core.chat.store import Store
     store = Store(sys.argv[1])
     cid = store.create_conversation(sys.argv[2])
     store.add_message(cid, "user", "Write a long story about a dragon.")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quantdesk.core.chat import read_metadata
-from quantdesk.core.templates import TEMPLATES, render
+from quantdesk.core.chat.engine import read_metadata
+from quantdesk.core.chat.templates import TEMPLATES, render
 
 CONVO = [
     {"role": "system", "content": "Be brief."},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from quantdesk.core import downloads
+from quantdesk.core.hub import downloads
 from quantdesk.ui.app import make_application
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.discover_page import DiscoverPage

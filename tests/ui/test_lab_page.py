@@ -12,7 +12,14 @@ from PySide6.QtCore import Qt
 
 from bench.llama_quantize_ref import llama_quantize
 from quantdesk.core import paths
-from quantdesk.core.evaluate import DEFAULT_LEVELS, LadderRequest, LadderResult, LevelResult, list_results, save_result
+from quantdesk.core.lab.ladder import (
+    DEFAULT_LEVELS,
+    LadderRequest,
+    LadderResult,
+    LevelResult,
+    list_results,
+    save_result,
+)
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.lab_page import LAB_LEVELS, SOURCE_HINT, LabPage
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from quantdesk.core import library, paths
-from quantdesk.core.gguf_file import open_gguf
+from quantdesk.core.gguf.reader import open_gguf
 from quantdesk.ui.app import make_application
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.library_page import LibraryPage

@@ -8,8 +8,8 @@ import pytest
 
 from bench.llama_quantize_ref import llama_quantize
 from quantdesk.core import paths
-from quantdesk.core.gguf_index import read_index
-from quantdesk.core.quant_plan import make_plan
+from quantdesk.core.gguf.index import read_index
+from quantdesk.core.quantize.plan import make_plan
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.quantize_page import QuantizePage
 

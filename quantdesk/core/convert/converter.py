@@ -8,7 +8,7 @@ Order of work, so that bad input never leaves anything behind:
    quant_writer.AtomicOutput) one tensor at a time, each read, transformed and converted on its
    own, so memory stays bounded by the largest tensor. It gets its name only when complete.
 For a quantized level (Q4_K_M, ...) a temporary F16 GGUF is written first, in the destination
-folder, handed to quantdesk.core.quantize, and removed whatever happens.
+folder, handed to quantdesk.core.quantize.run, and removed whatever happens.
 """
 
 from __future__ import annotations
@@ -265,7 +265,7 @@ def convert_slice(data: np.ndarray, qtype: gguf.GGMLQuantizationType) -> np.ndar
 def _check_finite(p: PlannedTensor, part: np.ndarray, blob: np.ndarray, qtype: gguf.GGMLQuantizationType) -> None:
     """Refuse NaN and Inf weights (llama-quantize refuses the file later anyway, and a chat with
     it only gives garbage), and values too large for F16, which would become Inf."""
-    from quantdesk.core.quantize import first_nonfinite_byte
+    from quantdesk.core.quantize.run import first_nonfinite_byte
 
     if first_nonfinite_byte(blob, qtype) is None:
         return
@@ -293,7 +293,7 @@ def _replaces_checkpoint_file(output: Path, folder: Path) -> bool:
 
 
 def check_destination(output: Path, overwrite: bool, needed: int, source: Path | None = None) -> None:
-    from quantdesk.core.quantize import free_bytes
+    from quantdesk.core.quantize.run import free_bytes
     from quantdesk.core.units import human_bytes
 
     if not output.parent.is_dir():
@@ -326,7 +326,7 @@ def write(
     prepared: Prepared, report: ProgressCallback, cancel: CancelToken, stage: str = "Converting"
 ) -> ConvertResult:
     """Write the planned GGUF to request.output atomically; nothing is left there on failure."""
-    from quantdesk.core.quant_writer import AtomicOutput
+    from quantdesk.core.quantize.writer import AtomicOutput
 
     req, w = prepared.request, prepared.writer
     total = sum(p.source.nbytes if p.source is not None else 0 for p in prepared.tensors) or 1
@@ -393,9 +393,9 @@ def convert(
 
 
 def _convert_quantized(request: ConvertRequest, report: ProgressCallback, cancel: CancelToken) -> ConvertResult:
-    from quantdesk.core.quant_plan import file_type
-    from quantdesk.core.quant_writer import temp_name_for
-    from quantdesk.core.quantize import QuantizeError, QuantizeRequest, quantize_file
+    from quantdesk.core.quantize.plan import file_type
+    from quantdesk.core.quantize.run import QuantizeError, QuantizeRequest, quantize_file
+    from quantdesk.core.quantize.writer import temp_name_for
 
     try:
         file_type(request.outtype)

@@ -32,8 +32,8 @@ import gguf
 import psutil
 
 from quantdesk.core import renames
-from quantdesk.core.gguf_index import GGUFIndex, read_span
-from quantdesk.core.quant_plan import Plan
+from quantdesk.core.gguf.index import GGUFIndex, read_span
+from quantdesk.core.quantize.plan import Plan
 
 SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
 WRITEBACK_STEP = 64 << 20

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quantdesk.core.gguf_file import GGUFError, field_value, open_gguf
-from quantdesk.core.gguf_index import whole_number
+from quantdesk.core.gguf.index import whole_number
+from quantdesk.core.gguf.reader import GGUFError, field_value, open_gguf
 
 
 class ImatrixError(Exception):

@@ -4,12 +4,12 @@ The same bytes llama.cpp's llama-quantize writes (tests compare them), made by o
 (quantdesk.kquant). What happens, in order:
 
 1. prepare(): every check that can fail is done before anything is written: the source is a
-   sound GGUF (quantdesk.core.gguf_file), it is not the output, the output does not exist (unless
-   overwrite), the imatrix reads, the plan can be made (quantdesk.core.quant_plan), the disk has room.
+   sound GGUF (quantdesk.core.gguf.reader), it is not the output, the output does not exist (unless
+   overwrite), the imatrix reads, the plan can be made (quantdesk.core.quantize.plan), the disk has room.
 2. run(): the source is memory-mapped read-only and processed tensor by tensor, in slices of
    rows, so memory stays bounded by a slice, not the model (pages already used are handed back
    to the OS). The output is an unnamed file in the destination folder that gets its name only
-   when complete (quantdesk.core.quant_writer); a card is written beside it (quantdesk.core.model_card).
+   when complete (quantdesk.core.quantize.writer); a card is written beside it (quantdesk.core.model_card).
 
 Both run as one quantdesk.core.jobs Job: progress in bytes of the source, with the tensor in the
 message ("Quantizing blk.12.ffn_down (57/272)"), and cancel checked between slices (each well
@@ -33,12 +33,12 @@ import gguf
 import numpy as np
 
 from quantdesk import kquant
-from quantdesk.core.gguf_file import GGUFError
-from quantdesk.core.gguf_index import read_index
-from quantdesk.core.imatrix import Imatrix, ImatrixError, load_imatrix
+from quantdesk.core.gguf.index import read_index
+from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
 from quantdesk.core.model_card import ModelCard, card_path, file_sha256, write_card
-from quantdesk.core.quant_plan import (
+from quantdesk.core.quantize.imatrix import Imatrix, ImatrixError, load_imatrix
+from quantdesk.core.quantize.plan import (
     FILE_TYPES,
     FileType,
     Plan,
@@ -50,7 +50,7 @@ from quantdesk.core.quant_plan import (
     parse_ggml_type,
     row_bytes,
 )
-from quantdesk.core.quant_writer import AtomicOutput, build_header
+from quantdesk.core.quantize.writer import AtomicOutput, build_header
 
 T = gguf.GGMLQuantizationType
 

@@ -39,8 +39,9 @@ import httpx2
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import get_session, hf_raise_for_status
 
-from quantdesk.core import hub, paths, renames, settings
-from quantdesk.core.hub import RemoteFile
+from quantdesk.core import paths, renames, settings
+from quantdesk.core.hub import client as hub
+from quantdesk.core.hub.client import RemoteFile
 from quantdesk.core.jobs import Cancelled, CancelToken, Job, Progress, ProgressCallback
 from quantdesk.core.units import human_bytes
 

@@ -1,6 +1,6 @@
 """A fast, validating index of a GGUF file's header: metadata spans and tensor descriptions.
 
-Why not gguf.GGUFReader (which quantdesk.core.gguf_file.open_gguf wraps, for the few callers that need
+Why not gguf.GGUFReader (which quantdesk.core.gguf.reader.open_gguf wraps, for the few callers that need
 tensor data through it)? It builds a numpy view
 for every piece of every key, and a tokenizer holds hundreds of thousands of strings: 5 s for
 the 135M starter model, more than llama-quantize needs to quantize it, and far more for a

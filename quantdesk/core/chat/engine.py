@@ -6,7 +6,7 @@ text as tokens arrive and the reader (the UI on each throttled progress signal, 
 token, the conversation store every few tokens) reads it, so throttling the UI never loses text.
 
 Prompts are built by llama-cpp-python's create_chat_completion from the chat template stored in
-the GGUF (tokenizer.chat_template), or from an override template (quantdesk.core.templates). We use
+the GGUF (tokenizer.chat_template), or from an override template (quantdesk.core.chat.templates). We use
 that exact path rather than our own prompt builder so that a reply here is the reply llama.cpp
 users get with the same settings — a test checks it token for token.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from quantdesk.core.gguf_index import GGUFError, read_index, whole_number
+from quantdesk.core.gguf.index import GGUFError, read_index, whole_number
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
 
 # KV cache types a user can pick; quantized V cache needs flash attention in llama.cpp.
@@ -58,7 +58,7 @@ class ChatSettings:
     threads: int = 0  # 0: the number of physical cores
     gpu_layers: int = 0  # -1: "auto", as many as fit in free VRAM (gpu_layers_that_fit); 999: all
     kv_cache_type: str = "f16"
-    template_override: str = ""  # a key of quantdesk.core.templates.TEMPLATES, or "" for the GGUF's own
+    template_override: str = ""  # a key of quantdesk.core.chat.templates.TEMPLATES, or "" for the GGUF's own
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,7 +103,7 @@ class ModelFacts:
 def read_facts(path: str | Path) -> ModelFacts:
     """Read the metadata chat needs. Raises GGUFError with a one-line message.
 
-    This reads only the header index (quantdesk.core.gguf_index), because the full reader
+    This reads only the header index (quantdesk.core.gguf.index), because the full reader
     (gguf_file.open_gguf) parses the whole vocabulary and takes seconds on a 50k-token model —
     too slow for picking a model in the window.
     """
@@ -412,7 +412,7 @@ class ChatEngine:
 
     def set_template(self, key: str) -> None:
         """Use a built-in template instead of the GGUF's own ('' goes back to the GGUF's)."""
-        from quantdesk.core import templates
+        from quantdesk.core.chat import templates
 
         if self._llm is None:
             return

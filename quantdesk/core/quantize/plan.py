@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import gguf
 import numpy as np
 
-from quantdesk.core.gguf_index import GGUFIndex, whole_number
+from quantdesk.core.gguf.index import GGUFIndex, whole_number
 
 T = gguf.GGMLQuantizationType
 

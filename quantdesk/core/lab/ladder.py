@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 
 from quantdesk.core import paths, renames
-from quantdesk.core.gguf_file import GGUFError, file_type_name
-from quantdesk.core.gguf_index import read_index
+from quantdesk.core.gguf.index import read_index
+from quantdesk.core.gguf.reader import GGUFError, file_type_name
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
-from quantdesk.core.quant_plan import PlanError, file_type
+from quantdesk.core.quantize.plan import PlanError, file_type
 from quantdesk.core.resources import read_resource_text, resource
 
 # The evaluation text shipped with the app (original prose on varied topics, about 3,000 tokens).
@@ -50,7 +50,7 @@ DEFAULT_CONTEXT = 512
 GENERATE_PROMPT = "The history of the printing press"
 
 
-class EvaluateError(Exception):
+class LabError(Exception):
     """A ladder cannot run as asked; the message is one line for the user."""
 
 
@@ -132,7 +132,7 @@ def builtin_text() -> str:
     try:
         return read_resource_text(*BUILTIN_TEXT)
     except OSError as e:
-        raise EvaluateError(
+        raise LabError(
             f"the built-in evaluation text is missing ({resource(*BUILTIN_TEXT)}): reinstall Quantdesk"
         ) from e
 
@@ -210,7 +210,7 @@ def _load(path: Path, request: LadderRequest, logits_all: bool):
     Chat loads it (the same thread count, logits for the last position only) for the speed pass."""
     import llama_cpp
 
-    from quantdesk.core.chat import ChatSettings
+    from quantdesk.core.chat.engine import ChatSettings
 
     threads = ChatSettings(threads=request.threads or 0).resolved_threads()
     try:
@@ -225,7 +225,7 @@ def _load(path: Path, request: LadderRequest, logits_all: bool):
             verbose=False,
         )
     except (ValueError, RuntimeError, OSError) as e:
-        raise EvaluateError(f"{path.name}: llama.cpp could not load it ({e})") from None
+        raise LabError(f"{path.name}: llama.cpp could not load it ({e})") from None
 
 
 def _read(llm, chunk: list[int], cancel: CancelToken) -> float:
@@ -272,7 +272,7 @@ def measure(
             _read(llm, chunk, cancel)
             logp = log_softmax(llm.scores[first : context - 1])
             if reference is not None and logp.shape[-1] != reference.shape[-1]:
-                raise EvaluateError(f"{path.name} has another vocabulary than the source: it cannot be compared")
+                raise LabError(f"{path.name} has another vocabulary than the source: it cannot be compared")
             if keep is not None:
                 keep[c] = logp
             s = score_chunk(logp, np.asarray(chunk[first + 1 : context]), None if reference is None else reference[c])
@@ -366,7 +366,7 @@ def _tensor_stats(path: Path) -> tuple[int, float, str]:
     try:
         index = read_index(path)
     except GGUFError as e:
-        raise EvaluateError(str(e)) from None
+        raise LabError(str(e)) from None
     n = sum(t.n_elements for t in index.tensors) or 1
     bits = 8 * sum(t.nbytes for t in index.tensors) / n
     ftype = index.get("general.file_type")
@@ -384,26 +384,26 @@ def _level_file(request: LadderRequest, level: str) -> Path:
 
 def _check(request: LadderRequest) -> None:
     if not request.source.is_file():
-        raise EvaluateError(f"{request.source}: no such file")
+        raise LabError(f"{request.source}: no such file")
     if not request.levels:
-        raise EvaluateError("pick at least one level to compare with the source")
+        raise LabError("pick at least one level to compare with the source")
     for level in request.levels:
         try:
             file_type(level)
         except PlanError:
-            raise EvaluateError(f"unknown level {level!r}") from None
+            raise LabError(f"unknown level {level!r}") from None
     if len(set(request.levels)) != len(request.levels):
-        raise EvaluateError("each level can be compared once")
+        raise LabError("each level can be compared once")
     if request.context < 16 or request.context % 2:
-        raise EvaluateError("the context must be an even number of at least 16 tokens")
+        raise LabError("the context must be an even number of at least 16 tokens")
     if request.tokens < request.context:
-        raise EvaluateError(
+        raise LabError(
             f"evaluate at least one chunk: tokens ({request.tokens}) must be at least the context ({request.context})"
         )
 
 
 def _make_level(request: LadderRequest, level: str, report: ProgressCallback, cancel: CancelToken) -> Path:
-    from quantdesk.core.quantize import QuantizeError, QuantizeRequest, quantize_file
+    from quantdesk.core.quantize.run import QuantizeError, QuantizeRequest, quantize_file
 
     out = _level_file(request, level)
     if out.exists():
@@ -422,7 +422,7 @@ def _make_level(request: LadderRequest, level: str, report: ProgressCallback, ca
             cancel,
         )
     except QuantizeError as e:
-        raise EvaluateError(f"{level}: {e}") from None
+        raise LabError(f"{level}: {e}") from None
     return out
 
 
@@ -434,7 +434,7 @@ def _tokens(request: LadderRequest) -> tuple[list[int], int | None, int]:
     try:
         vocab = llama_cpp.Llama(str(request.source), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError, OSError) as e:
-        raise EvaluateError(f"{request.source.name}: llama.cpp could not load it ({e})") from None
+        raise LabError(f"{request.source.name}: llama.cpp could not load it ({e})") from None
     try:
         text = request.text if request.text is not None else builtin_text()
         tokens = vocab.tokenize(text.encode("utf-8"), add_bos=False)
@@ -443,7 +443,7 @@ def _tokens(request: LadderRequest) -> tuple[list[int], int | None, int]:
     finally:
         vocab.close()
     if len(tokens) < request.context:
-        raise EvaluateError(f"the evaluation text has {len(tokens)} tokens, fewer than one chunk of {request.context}")
+        raise LabError(f"the evaluation text has {len(tokens)} tokens, fewer than one chunk of {request.context}")
     return tokens, (with_bos[0] if with_bos else None), n_vocab
 
 
@@ -530,7 +530,7 @@ def load_result(path: str | Path) -> LadderResult:
     try:
         result = LadderResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise EvaluateError(f"{Path(path).name}: not a saved Lab run ({e})") from None
+        raise LabError(f"{Path(path).name}: not a saved Lab run ({e})") from None
     result.path = str(path)
     return result
 
@@ -541,7 +541,7 @@ def list_results() -> list[LadderResult]:
     for p in sorted(lab_dir().glob("*.json"), reverse=True):
         try:
             out.append(load_result(p))
-        except EvaluateError:
+        except LabError:
             continue
     return out
 

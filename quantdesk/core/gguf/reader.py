@@ -1,6 +1,6 @@
 """Reading GGUF files we did not write, safely, on top of the `gguf` package.
 
-gguf's reader trusts the file; quantdesk.core.gguf_index checks what it cannot (size, magic, version,
+gguf's reader trusts the file; quantdesk.core.gguf.index checks what it cannot (size, magic, version,
 tensor data inside the file, known types, unique names) and turns every failure into a
 GGUFError whose message names the problem in one line, so the CLI and the UI can show it as is.
 This module adds the summary `quantdesk info` and the Library show, and gguf's reader for the
@@ -17,7 +17,7 @@ from typing import Any
 
 import gguf
 
-from quantdesk.core.gguf_index import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, read_index, whole_number
+from quantdesk.core.gguf.index import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, read_index, whole_number
 
 __all__ = ["GGUFError", "GGUF_MAGIC", "SUPPORTED_VERSIONS", "open_gguf", "read_info", "ModelInfo"]
 
@@ -25,7 +25,7 @@ __all__ = ["GGUFError", "GGUF_MAGIC", "SUPPORTED_VERSIONS", "open_gguf", "read_i
 def open_gguf(path: str | Path) -> gguf.GGUFReader:
     """Open and validate a GGUF file for reading tensor data through gguf's reader.
 
-    The checks are the header index's (quantdesk.core.gguf_index.read_index): it is fast and gives
+    The checks are the header index's (quantdesk.core.gguf.index.read_index): it is fast and gives
     one-line messages, so a bad file never reaches GGUFReader, whose errors describe numpy
     internals. Prefer read_index or read_info when the tensor data is not needed.
     """
@@ -87,7 +87,7 @@ def file_type_name(value: int | None) -> str:
 def read_info(path: str | Path) -> ModelInfo:
     """Validate the file and summarise it. Raises GGUFError.
 
-    Uses the header index (quantdesk.core.gguf_index), not GGUFReader: it makes the same checks in
+    Uses the header index (quantdesk.core.gguf.index), not GGUFReader: it makes the same checks in
     milliseconds instead of seconds, which matters for the Library and `quantdesk info`.
     """
     idx = read_index(path)

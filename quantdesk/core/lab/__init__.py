@@ -1,0 +1,1 @@
+"""The Lab: the quant ladder, what each level costs in quality and speed on this machine."""
