@@ -166,7 +166,7 @@ def spm_tokenizer_files(folder: Path, add_bos: bool = True) -> None:
 
 def _gguf_string_array(path: Path, key: str) -> list[str]:
     """A string-array key of a GGUF, decoded straight from its bytes (GGUFReader takes seconds)."""
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     kv = read_index(path).fields[key]
     with path.open("rb") as f:
@@ -194,7 +194,7 @@ def smollm2_tokenizer_files(folder: Path, starter_gguf: Path) -> None:
 
 
 def _smollm2_tokenizer_texts(starter_gguf: Path) -> tuple[str, str]:
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     idx = read_index(starter_gguf)
     tokens = _gguf_string_array(starter_gguf, "tokenizer.ggml.tokens")
@@ -651,7 +651,7 @@ def starter_checkpoint(folder: Path, starter: Path) -> dict[str, np.ndarray]:
     import gguf
 
     from quantdesk import kquant  # the app's native dequantizer: fast, and any fixed weights will do
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     idx = read_index(starter)
     meta = {k: kv.value for k, kv in idx.fields.items()}
@@ -853,7 +853,7 @@ def _bpe_from_vocab_gguf(
     ignore_merges: bool,
     config: dict[str, Any],
 ) -> None:
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     idx = read_index(vocab_gguf)
     tokens = _gguf_string_array(vocab_gguf, "tokenizer.ggml.tokens")
@@ -1046,7 +1046,7 @@ def fingerprint(path: Path) -> dict[str, Any]:
     """sha256 of every key (raw bytes, in order) and every tensor (name, type, shape, bytes) of a GGUF."""
     import hashlib
 
-    from quantdesk.core.gguf_index import read_index
+    from quantdesk.core.gguf.index import read_index
 
     idx = read_index(path)
     raw = path.read_bytes()
