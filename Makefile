@@ -44,7 +44,9 @@ CC            ?= cc
 NATIVE_BUILD  := native/build
 NATIVE_ROUNDS ?= 200
 NATIVE_CORE   := $(filter-out native/avx2.c native/neon.c,$(wildcard native/*.c))
-NATIVE_CFLAGS := -std=gnu11 -O1 -g -ffp-contract=off -fno-omit-frame-pointer -Inative -Inative/include
+# Warnings are errors in every C build here (GCC, Clang, the arm64 cross compiler, MinGW).
+NATIVE_WARN   := -Wall -Wextra -Werror
+NATIVE_CFLAGS := -std=gnu11 -O1 -g -ffp-contract=off -fno-omit-frame-pointer $(NATIVE_WARN) -Inative -Inative/include
 ARCH          := $(shell uname -m)
 ifeq ($(ARCH),x86_64)
 NATIVE_SIMD   := native/avx2.c -DKQ_HAVE_AVX2
@@ -74,7 +76,7 @@ test-neon:
 	QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 $(NATIVE_BUILD)/test_simd_arm64 $(NEON_ROUNDS)
 ifeq ($(ARCH),x86_64)
 	@# The x86-64 build (AVX2 file included) on an emulated CPU without AVX: must fall back to scalar, no SIGILL.
-	$(CC) -std=gnu11 -O2 -ffp-contract=off -static -Inative -Inative/include $(NATIVE_CORE) native/avx2.c -DKQ_HAVE_AVX2 \
+	$(CC) -std=gnu11 -O2 -ffp-contract=off $(NATIVE_WARN) -static -Inative -Inative/include $(NATIVE_CORE) native/avx2.c -DKQ_HAVE_AVX2 \
 		native/tests/test_simd.c -lm -o $(NATIVE_BUILD)/test_simd_static
 	qemu-x86_64 -cpu Westmere $(NATIVE_BUILD)/test_simd_static 5
 endif
@@ -93,7 +95,7 @@ test-portable:
 	@mkdir -p $(NATIVE_BUILD)/clang
 	$(MAKE) --no-print-directory test-native CC=clang NATIVE_BUILD=$(NATIVE_BUILD)/clang NATIVE_ROUNDS=$(PORTABLE_ROUNDS)
 ifeq ($(ARCH),x86_64)
-	$(MINGW_CC) -std=c11 -O2 -ffp-contract=off -Wall -Werror -Inative -Inative/include $(NATIVE_CORE) native/avx2.c -DKQ_HAVE_AVX2 \
+	$(MINGW_CC) -std=c11 -O2 -ffp-contract=off $(NATIVE_WARN) -Inative -Inative/include $(NATIVE_CORE) native/avx2.c -DKQ_HAVE_AVX2 \
 		native/tests/test_simd.c -o $(NATIVE_BUILD)/test_simd.exe
 	WINEDEBUG=-all WINEPREFIX=$${TMPDIR:-/tmp}/quantdesk-wineprefix wine $(NATIVE_BUILD)/test_simd.exe $(PORTABLE_ROUNDS)
 	clang --target=x86_64-pc-windows-msvc -fms-compatibility -fms-extensions -DKQ_MSVC_BRANCHES -std=c11 -Wall -Wextra -Werror \

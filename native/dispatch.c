@@ -6,9 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kquant_internal.h" /* first of ours: see KQ_WERROR there */
 #include "kq_compiler.h"
 #include "kquant.h"
-#include "kquant_internal.h"
 
 /* A SIMD file is in the build (KQ_HAVE_*, from build_kquant.py) AND this compilation targets its
  * architecture: a macOS universal2 build compiles every file once for arm64 and once for x86-64. */

@@ -21,6 +21,16 @@
  */
 #ifndef KQUANT_INTERNAL_H
 #define KQUANT_INTERNAL_H
+
+/* KQ_WERROR (build_kquant.py): -Wall and -Wextra warnings are errors from here to the end of
+ * the file being compiled. Every .c file of native/ includes this header before its own code,
+ * so this is -Werror for native/ alone, and not for the wrapper cffi generates, which does not
+ * include it (see build_kquant.py). */
+#if defined(KQ_WERROR) && (defined(__GNUC__) || defined(__clang__))
+#pragma GCC diagnostic error "-Wall"
+#pragma GCC diagnostic error "-Wextra"
+#endif
+
 #include <stdint.h>
 #include <math.h>
 #include <string.h>
