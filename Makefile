@@ -85,13 +85,16 @@ endif
 # sanitizers, MinGW-w64 for Windows with the result run under Wine, and the MSVC branches of
 # native/kq_compiler.h through Clang in MSVC mode, and a check that the AVX2 kernels use intrinsics only (no
 # GCC vector operators, which MSVC lacks). Wine's prefix stays outside the tree (its z: drive links to /).
-# Installs Debian's clang, mingw-w64 and wine on first use.
+# Installs Debian's clang, mingw-w64 and wine on first use, and Clang's sanitizer runtimes (libclang-rt-dev:
+# only a recommendation of clang, which --no-install-recommends leaves out; without it the ASan build cannot link).
 MINGW_CC      := x86_64-w64-mingw32-gcc
 PORTABLE_ROUNDS ?= 20
 
 test-portable:
-	@command -v clang >/dev/null 2>&1 && command -v $(MINGW_CC) >/dev/null 2>&1 && command -v wine >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends clang mingw-w64 wine wine64; }
+	@command -v clang >/dev/null 2>&1 && command -v $(MINGW_CC) >/dev/null 2>&1 && command -v wine >/dev/null 2>&1 && \
+		echo 'int main(void) { return 0; }' | clang -fsanitize=address,undefined -x c - -o /dev/null 2>/dev/null || \
+		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			clang libclang-rt-dev mingw-w64 wine wine64; }
 	@mkdir -p $(NATIVE_BUILD)/clang
 	$(MAKE) --no-print-directory test-native CC=clang NATIVE_BUILD=$(NATIVE_BUILD)/clang NATIVE_ROUNDS=$(PORTABLE_ROUNDS)
 ifeq ($(ARCH),x86_64)
