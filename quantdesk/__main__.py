@@ -2,6 +2,6 @@
 
 import sys
 
-from quantdesk.cli import main
+from quantdesk.main import main
 
 sys.exit(main())

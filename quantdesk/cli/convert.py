@@ -32,15 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantdesk.cli import UserError
     from quantdesk.cli.progress import run_job
-    from quantdesk.core.convert import ConvertError, ConvertRequest, convert_job
+    from quantdesk.core.convert import ConvertRequest, convert_job
 
     request = ConvertRequest(args.checkpoint, args.output, args.outtype, overwrite=args.overwrite)
     try:
         result = run_job(convert_job(request))
-    except ConvertError as e:
-        raise UserError(str(e)) from None
     except Cancelled:
         print("quantdesk: cancelled; nothing was written", file=sys.stderr)
         return 130

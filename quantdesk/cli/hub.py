@@ -11,6 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from quantdesk.core.errors import UsageError
+from quantdesk.core.units import human_params
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search the Hugging Face Hub for models")
@@ -41,24 +44,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_download)
 
 
-def _user_error(e: Exception):
-    from quantdesk.cli import UserError
-
-    return UserError(str(e))
-
-
 def run_search(args: argparse.Namespace) -> int:
     from quantdesk.core.hub import client as hub
 
     if args.limit < 1:
-        raise _user_error(ValueError("--limit must be at least 1"))
+        raise UsageError("--limit must be at least 1")
     q = hub.SearchQuery(
         text=args.query, gguf=args.gguf, safetensors=args.safetensors, sort=args.sort, page_size=args.limit
     )
-    try:
-        page = hub.search(q)
-    except hub.HubError as e:
-        raise _user_error(e) from None
+    page = hub.search(q)
     if args.json:
         print(json.dumps([r.as_dict() for r in page.results], indent=2))
         return 0
@@ -72,23 +66,19 @@ def run_search(args: argparse.Namespace) -> int:
         gated = "  (gated)" if r.gated else ""
         print(
             f"{r.repo_id:{width}}  {r.downloads:>9,}  {r.likes:>6,}  {updated:10}  "
-            f"{hub.params_text(r.parameters):>6}  {r.license}{gated}"
+            f"{human_params(r.parameters):>6}  {r.license}{gated}"
         )
     return 0
 
 
 def run_files(args: argparse.Namespace) -> int:
+    from quantdesk.core.fit import default_context
     from quantdesk.core.hub import client as hub
     from quantdesk.core.units import human_bytes
 
-    try:
-        view = hub.load_repo_view(args.repo)
-    except hub.HubError as e:
-        raise _user_error(e) from None
-    context = args.context or hub.default_context(view.shape)
-    from quantdesk.core.hardware import llama_backend
-
-    assessed = hub.assess(view.groups, view.shape, context, vram_free_bytes=llama_backend().vram_free_bytes)
+    view = hub.load_repo_view(args.repo)
+    context = args.context or default_context(view.shape)
+    assessed = hub.assess(view.groups, view.shape, context)
     if args.json:
         print(
             json.dumps(
@@ -96,7 +86,7 @@ def run_files(args: argparse.Namespace) -> int:
                     "repo": view.details.repo_id,
                     "revision": view.details.sha,
                     "context": context,
-                    "shape_source": view.shape.source,
+                    "shape_source": "estimate" if view.shape.estimated else "config.json",
                     "groups": [
                         {
                             "label": a.group.label,
@@ -104,7 +94,7 @@ def run_files(args: argparse.Namespace) -> int:
                             "size": a.group.size,
                             "files": a.group.paths,
                             "complete": a.group.complete,
-                            "fit": a.fit.verdict,
+                            "fit": a.fit.verdict.words,
                             "need_bytes": a.fit.need_bytes,
                             "recommended": a.recommended,
                         }
@@ -121,7 +111,7 @@ def run_files(args: argparse.Namespace) -> int:
         f"{d.repo_id}  ·  {d.license or 'no licence given'}"
         + (f"  ·  gated ({d.gated}): accept its terms on {hub.web_url(d.repo_id)} and add a token" if d.gated else "")
     )
-    how = "from config.json" if view.shape.source == "config.json" else "estimated"
+    how = "estimated" if view.shape.estimated else "from config.json"
     print(f"Memory for {context:,} tokens of context (KV cache {how}):")
     if not assessed:
         print("  no GGUF files or safetensors checkpoints in this repo")
@@ -131,7 +121,7 @@ def run_files(args: argparse.Namespace) -> int:
         parts = f" ({a.group.shards} parts)" if a.group.shards > 1 else ""
         missing = "  INCOMPLETE: parts missing" if not a.group.complete else ""
         print(
-            f" {star} {a.group.label:{width}}  {human_bytes(a.group.size):>9}  {a.fit.verdict:10} "
+            f" {star} {a.group.label:{width}}  {human_bytes(a.group.size):>9}  {a.fit.verdict.words:10} "
             f"needs {human_bytes(a.fit.need_bytes)}{parts}{missing}"
         )
     if any(a.recommended for a in assessed):
@@ -146,14 +136,10 @@ def run_files(args: argparse.Namespace) -> int:
 
 def run_download(args: argparse.Namespace) -> int:
     from quantdesk.cli.progress import run_job
-    from quantdesk.core.hub import client as hub
     from quantdesk.core.hub import downloads
     from quantdesk.core.jobs import Cancelled
 
-    try:
-        spec = downloads.plan(args.repo, include=args.include, dest=args.dest)
-    except (hub.HubError, downloads.DownloadError) as e:
-        raise _user_error(e) from None
+    spec = downloads.plan(args.repo, include=args.include, dest=args.dest)
     # An earlier, interrupted download of the same thing continues from the same commit.
     earlier = next(
         (
@@ -173,8 +159,6 @@ def run_download(args: argparse.Namespace) -> int:
     job = downloads.DownloadJob(spec)
     try:
         paths = run_job(job)
-    except downloads.DownloadError as e:
-        raise _user_error(e) from None
     except (KeyboardInterrupt, Cancelled):
         print("Stopped; what was downloaded is kept. Run the same command again to resume.", file=sys.stderr)
         raise KeyboardInterrupt from None

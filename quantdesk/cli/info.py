@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from quantdesk.core.gguf.reader import GGUFError, read_info
-from quantdesk.core.units import human_bytes
+from quantdesk.core.gguf.reader import read_info
+from quantdesk.core.units import human_bytes, human_params
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,13 +16,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def format_params(n: int) -> str:
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return str(n)
-
-
 def printable(text: str) -> str:
     """Metadata as it may be shown on a terminal: a file's name or architecture can hold escape
     sequences (clearing the screen, retitling the window) or newlines; those are shown escaped."""
@@ -30,12 +23,7 @@ def printable(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantdesk.cli import UserError
-
-    try:
-        info = read_info(args.file)
-    except GGUFError as e:
-        raise UserError(str(e)) from None
+    info = read_info(args.file)
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
         return 0
@@ -44,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         ("File", str(info.path)),
         ("Name", info.name),
         ("Architecture", info.architecture),
-        ("Parameters", f"{format_params(info.parameters)} ({info.parameters:,})"),
+        ("Parameters", f"{human_params(info.parameters)} ({info.parameters:,})"),
         ("File type", info.file_type),
         ("Tensor types", types),
         ("Context length", str(info.context_length) if info.context_length else "unknown"),

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from quantdesk.core.errors import UsageError
 from quantdesk.core.jobs import Cancelled
 from quantdesk.core.lab import ladder
 from quantdesk.core.units import human_bytes
@@ -47,21 +48,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantdesk.cli import UserError
     from quantdesk.cli.progress import run_job
 
     if args.list:
         return _list(args.json)
     if not args.source:
-        raise UserError("name the model to start from, e.g. `quantdesk lab model-f16.gguf`")
+        raise UsageError("name the model to start from, e.g. `quantdesk lab model-f16.gguf`")
     if args.threads is not None and args.threads < 1:
-        raise UserError("--threads must be at least 1")
+        raise UsageError("--threads must be at least 1")
     text = None
     if args.text:
         try:
             text = Path(args.text).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise UserError(f"{args.text}: cannot read it as UTF-8 text ({e})") from None
+            raise UsageError(f"{args.text}: cannot read it as UTF-8 text ({e})") from None
     request = ladder.LadderRequest(
         source=Path(args.source),
         levels=[x.strip() for x in args.levels.split(",") if x.strip()],
@@ -74,8 +74,6 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         result = run_job(ladder.ladder_job(request))
-    except ladder.LabError as e:
-        raise UserError(str(e)) from None
     except Cancelled:
         print("quantdesk: cancelled; no result was saved", file=sys.stderr)
         return 130

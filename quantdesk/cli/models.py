@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from quantdesk.core.errors import QuantdeskError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the models on this disk (the Library)")
@@ -13,14 +15,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantdesk.cli import UserError
     from quantdesk.core import library
     from quantdesk.core.units import human_bytes
 
     try:
         entries = library.list_models()
     except OSError as e:  # the data folder cannot be made: read-only, or a file of that name
-        raise UserError(
+        raise QuantdeskError(
             f"cannot use the data folder {e.filename or ''} ({e.strerror or e}); "
             "set QUANTDESK_HOME to a folder you can write"
         ) from None
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     width = max(len(e.name) for e in entries)
     print(f"{'NAME':{width}}  {'TYPE':10}  {'SIZE':>9}  {'SOURCE':18}  PATH")
-    for e in entries:
-        kind = e.file_type or ("checkpoint" if e.kind == "checkpoint" else "GGUF")
-        print(f"{e.name:{width}}  {kind:10}  {human_bytes(e.size):>9}  {e.source:18}  {e.path}")
+    for entry in entries:  # not `e`: that name is the except clause's above
+        kind = entry.file_type or ("checkpoint" if entry.kind == "checkpoint" else "GGUF")
+        print(f"{entry.name:{width}}  {kind:10}  {human_bytes(entry.size):>9}  {entry.source:18}  {entry.path}")
     return 0

@@ -6,24 +6,9 @@ import shutil
 import sys
 from typing import TextIO, TypeVar
 
-from quantdesk.core.jobs import Cancelled, Job, Progress
-from quantdesk.core.units import human_bytes, human_duration, human_rate
+from quantdesk.core.jobs import Cancelled, Job, Progress, format_progress
 
 T = TypeVar("T")
-
-
-def format_progress(p: Progress) -> str:
-    """'Quantizing blk.3.ffn_up — 41% — 1.2 GB/s — 8 s left', the line the UI shows too."""
-    parts = [p.message or p.stage or "Working"]
-    if p.fraction is not None:
-        parts.append(f"{p.fraction * 100:.0f}%")
-    elif p.done:
-        parts.append(human_bytes(p.done) if p.unit == "B" else f"{p.done:g} {p.unit}")
-    if p.rate:
-        parts.append(human_rate(p.rate, p.unit))
-    if p.eta_s is not None:
-        parts.append(human_duration(p.eta_s) + " left")
-    return " — ".join(parts)
 
 
 def run_job(job: Job[T], stream: TextIO | None = None) -> T:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from quantdesk.core.errors import QuantdeskError, UsageError, describe_os_error
 from quantdesk.core.jobs import Cancelled
 from quantdesk.core.quantize.plan import FILE_TYPES
-from quantdesk.core.quantize.run import QuantizeError, QuantizeRequest, quantize_job
+from quantdesk.core.quantize.run import QuantizeRequest, quantize_job
 from quantdesk.core.units import human_bytes, human_duration
 
 
@@ -43,11 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quantdesk.cli import UserError
     from quantdesk.cli.progress import run_job
 
     if args.threads is not None and args.threads < 1:
-        raise UserError("--threads must be at least 1")
+        raise UsageError("--threads must be at least 1")
     request = QuantizeRequest(
         source=args.source,
         output=args.output,
@@ -63,10 +63,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         result = run_job(quantize_job(request))
-    except QuantizeError as e:
-        raise UserError(str(e)) from None
     except OSError as e:  # a full disk, a file size limit, a failing drive: nothing was left behind
-        raise UserError(f"{e.filename or args.output}: {e.strerror or e}; nothing was written") from None
+        raise QuantdeskError(f"{describe_os_error(e)}; nothing was written") from None
     except Cancelled:
         print("quantdesk: cancelled; nothing was written", file=sys.stderr)
         return 130

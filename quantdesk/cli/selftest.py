@@ -7,6 +7,10 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import CreateCompletionResponse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,12 +36,16 @@ def _check_llama() -> str:
 def _check_window() -> str:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from quantdesk.ui.app import make_application
+    from quantdesk.ui.lab_page import LabPage
     from quantdesk.ui.main_window import MainWindow
 
     app = make_application([])
     window = MainWindow()
     pages = window.page_count()
-    _ = window.page("lab").chart  # the Lab's chart library (pyqtgraph), which loads only when needed
+    lab = window.page("lab")
+    if not isinstance(lab, LabPage):  # a BrokenPage stands in for a Lab that failed to build
+        raise RuntimeError(f"the Lab page could not be built ({type(lab).__name__} in its place)")
+    _ = lab.chart  # the Lab's chart library (pyqtgraph), which loads only when needed
     window.close()
     del app
     return f"main window built offscreen with {pages} pages, the Lab's chart included"
@@ -59,7 +67,11 @@ def _check_generate() -> str:
 
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=os.cpu_count() or 1, verbose=False, seed=0)
-    out = llm.create_completion("The capital of France is", max_tokens=5, temperature=0.0)
+    # Not streamed, so one response (the stubs have no overload on `stream`).
+    out = cast(
+        "CreateCompletionResponse",
+        llm.create_completion("The capital of France is", max_tokens=5, temperature=0.0),
+    )
     n = out["usage"]["completion_tokens"]
     text = out["choices"][0]["text"]
     llm.close()

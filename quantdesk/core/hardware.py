@@ -1,13 +1,15 @@
 """What this machine can do: CPU features, memory, and what the llama.cpp build can offload.
 
-Answers "will it fit" questions for Discover, Chat and Lab with the figures behind them.
+The figures the one fit model (quantdesk.core.fit) weighs a model against.
 """
 
 from __future__ import annotations
 
+import ctypes
 import platform
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import psutil
 
@@ -52,21 +54,20 @@ class LlamaBackend:
 
     @property
     def vram_free_bytes(self) -> int | None:
-        """Free memory on the GPUs, or None on a CPU-only build (nothing to offload to)."""
-        return sum(d.free_bytes for d in self.gpus) if self.gpus else None
+        """Free memory on the GPUs, read now (not when the backend was first asked), or None on a
+        CPU-only build (nothing to offload to)."""
+        return vram_free_bytes() if self.gpus else None
 
 
-def _ggml_devices() -> list[Device]:
-    """Ask ggml's device registry directly: llama-cpp-python 0.3.36 has no binding for it."""
-    import ctypes
-    from pathlib import Path
-
+@lru_cache(maxsize=1)
+def _ggml() -> ctypes.CDLL | None:
+    """ggml's device registry, through ctypes: llama-cpp-python 0.3.36 has no binding for it."""
     import llama_cpp
 
     lib_dir = Path(llama_cpp.__file__).parent / "lib"
     candidates = sorted(lib_dir.glob("libggml.*")) + sorted(lib_dir.glob("ggml.dll"))
     if not candidates:
-        return []
+        return None
     ggml = ctypes.CDLL(str(candidates[0]))
     ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
     ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
@@ -79,6 +80,15 @@ def _ggml_devices() -> list[Device]:
         ctypes.POINTER(ctypes.c_size_t),
         ctypes.POINTER(ctypes.c_size_t),
     ]
+    return ggml
+
+
+def _ggml_devices() -> list[Device]:
+    """Every ggml device with its memory as the driver reports it now (not cached: free VRAM
+    changes as models load, here and in other programs)."""
+    ggml = _ggml()
+    if ggml is None:
+        return []
     devices = []
     for i in range(ggml.ggml_backend_dev_count()):
         dev = ggml.ggml_backend_dev_get(i)
@@ -96,9 +106,20 @@ def _ggml_devices() -> list[Device]:
     return devices
 
 
+def vram_free_bytes() -> int | None:
+    """Free memory on the GPUs now, or None when this llama.cpp build cannot offload (CPU only)."""
+    if not llama_backend().gpus:
+        return None
+    try:
+        return sum(d.free_bytes for d in _ggml_devices() if d.is_gpu)
+    except (AttributeError, OSError):
+        return None
+
+
 @lru_cache(maxsize=1)
 def llama_backend() -> LlamaBackend:
-    """Ask llama.cpp itself (loading it costs ~100 ms, so the answer is cached)."""
+    """Ask llama.cpp itself (loading it costs ~100 ms, so the answer is cached; what changes, the
+    free VRAM, is read fresh by vram_free_bytes)."""
     import llama_cpp
 
     llama_cpp.llama_backend_init()

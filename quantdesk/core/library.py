@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from quantdesk.core import paths, settings, starter
+from quantdesk.core.errors import QuantdeskError
 from quantdesk.core.gguf import reader as gguf_file
 from quantdesk.core.hub.client import quant_from_name, shard_info
 
@@ -46,7 +47,7 @@ SOURCE_HF_CACHE = "Hugging Face cache"
 SOURCE_LM_STUDIO = "LM Studio"
 
 
-class LibraryError(Exception):
+class LibraryError(QuantdeskError):
     """A library action failed; the message says why in one line."""
 
 
@@ -236,7 +237,7 @@ def _scan(root: Path, source: str) -> list[LibraryEntry]:
 
 def _scan_hf_cache(cache: Path) -> list[LibraryEntry]:
     """models--<author>--<name>/snapshots/<commit>/... ; files there are symlinks to blobs."""
-    out = []
+    out: list[LibraryEntry] = []
     if not cache.is_dir():
         return out
     for repo_dir in sorted(cache.glob("models--*")):

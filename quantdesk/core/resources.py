@@ -7,8 +7,14 @@ through importlib.resources, never by walking up from a source file.
 
 from __future__ import annotations
 
+import sys
 from importlib.resources import files
-from importlib.resources.abc import Traversable
+
+# importlib.resources.abc is new in 3.11; on 3.10 the same protocol lives in importlib.abc.
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:
+    from importlib.abc import Traversable
 
 
 def resource(*parts: str) -> Traversable:

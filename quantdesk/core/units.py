@@ -34,3 +34,14 @@ def human_rate(rate: float | None, unit: str) -> str:
     if unit == "B":
         return human_bytes(rate) + "/s"
     return f"{rate:.1f} {unit}/s"
+
+
+def human_params(n: int | None) -> str:
+    """A parameter count as people say it: 135M, 1.7B, 70B ("" when unknown)."""
+    if not n:
+        return ""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            v = n / div
+            return f"{v:.1f}{unit}" if v < 10 else f"{v:.0f}{unit}"
+    return str(n)

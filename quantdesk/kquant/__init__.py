@@ -116,10 +116,13 @@ def _isa_error(status: int) -> ValueError:
     """The one-line error for a bad QUANTDESK_ISA (the C library read the same variable)."""
     value = os.environ.get("QUANTDESK_ISA", "")
     if status == _ERR_ISA_UNAVAILABLE:
-        return ValueError(f"QUANTDESK_ISA={value!r}: this CPU or build cannot run {value} kernels; "
-                          f"use one of {'|'.join(available_isas())}, or unset it")
-    return ValueError(f"QUANTDESK_ISA={value!r} is not an instruction set; use one of "
-                      f"{'|'.join(ISA_NAMES.values())}, or unset it")
+        return ValueError(
+            f"QUANTDESK_ISA={value!r}: this CPU or build cannot run {value} kernels; "
+            f"use one of {'|'.join(available_isas())}, or unset it"
+        )
+    return ValueError(
+        f"QUANTDESK_ISA={value!r} is not an instruction set; use one of {'|'.join(ISA_NAMES.values())}, or unset it"
+    )
 
 
 def available_isas() -> list[str]:
@@ -242,20 +245,21 @@ def quantize(
 def dequantize(buf: np.ndarray | bytes, qtype: str | int, shape: tuple[int, int] | int) -> np.ndarray:
     """Float32 weights of quantized rows; shape is (rows, n) or n for a single row."""
     t = qtype_info(qtype)
+    dims: tuple[int, ...]
     if isinstance(shape, (int, np.integer)):
-        shape = (1, int(shape))
+        dims = (1, int(shape))
         squeeze = True
     else:
-        shape = tuple(int(s) for s in shape)
+        dims = tuple(int(s) for s in shape)
         squeeze = False
-        if len(shape) != 2:
-            raise ValueError(f"shape must be (rows, n), got {shape}")
-    nrows, n = shape
+        if len(dims) != 2:
+            raise ValueError(f"shape must be (rows, n), got {dims}")
+    nrows, n = dims
     rsize = row_size(t.name, n)
     data = np.frombuffer(buf, dtype=np.uint8) if isinstance(buf, (bytes, bytearray, memoryview)) else buf
     data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     if data.size != nrows * rsize:
-        raise ValueError(f"{t.name} rows of {n} take {nrows * rsize} bytes for shape {shape}, got {data.size}")
+        raise ValueError(f"{t.name} rows of {n} take {nrows * rsize} bytes for shape {dims}, got {data.size}")
     out = np.empty((nrows, n), dtype=np.float32)
     got = lib.kq_dequantize(
         t.ggml_type,

@@ -148,9 +148,9 @@ def collect_garbage_on_the_gui_thread(app: QApplication) -> None:
 def make_application(argv: Sequence[str]) -> QApplication:
     """The QApplication with name, look and safety net; reuses one that already exists."""
     setup_logging()
-    app = QApplication.instance()
-    if app is None:
-        app = QApplication(list(argv) or ["quantdesk"])
+    existing = QApplication.instance()
+    assert existing is None or isinstance(existing, QApplication)  # widgets need a QApplication
+    app = existing if existing is not None else QApplication(list(argv) or ["quantdesk"])
     app.setApplicationName("Quantdesk")
     app.setOrganizationName("Quantdesk")
     app.setApplicationDisplayName("Quantdesk")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QStandardItem, QStandardItemModel
@@ -33,7 +34,6 @@ from PySide6.QtWidgets import (
 from quantdesk.core import renames
 from quantdesk.core.chat.engine import (
     ChatEngine,
-    ChatError,
     ChatSettings,
     ModelFacts,
     Reply,
@@ -42,6 +42,7 @@ from quantdesk.core.chat.engine import (
     read_facts,
 )
 from quantdesk.core.chat.store import UNTITLED, Store
+from quantdesk.core.fit import Verdict
 from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import Job
 from quantdesk.core.starter import starter_model_path
@@ -208,7 +209,12 @@ class ChatPage(QWidget):
         find = QAction(self)
         find.setShortcut(QKeySequence.StandardKey.Find)
         find.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        find.triggered.connect(lambda: (self.search.setFocus(), self.search.selectAll()))
+
+        def focus_search() -> None:
+            self.search.setFocus()
+            self.search.selectAll()
+
+        find.triggered.connect(focus_search)
         self.addAction(find)
 
     def _wire(self) -> None:
@@ -316,7 +322,7 @@ class ChatPage(QWidget):
         try:
             facts = read_facts(path)
         except GGUFError as e:
-            self.error.show_error(f"Cannot use this model: {e}", "")
+            self.error.show_failure(e, doing="Cannot use this model")
             self._fill_model_box()
             return
         self.model_path, self.facts = path, facts
@@ -362,14 +368,14 @@ class ChatPage(QWidget):
         assert self.model_path is not None
         settings = self.panel.settings()
         verdict = self.panel.memory_verdict()
-        if verdict == "won't fit":
+        if verdict is Verdict.WONT_FIT:
             self.error.show_error(
                 f"{self.model_path.name} will not fit in free memory with these settings. Lower the context "
                 "length or pick a smaller KV cache type in the model settings, or close other programs."
             )
             self.panel_button.setChecked(True)
             return False
-        if verdict == "tight":
+        if verdict is Verdict.TIGHT:
             self._set_status(f"Loading {self.model_path.stem}… memory is tight: other programs may slow down")
         else:
             self._set_status(f"Loading {self.model_path.stem}…")
@@ -399,8 +405,7 @@ class ChatPage(QWidget):
         self.load_handle = None
         self._pending_reply = False
         self._set_status("")
-        message = str(error) if isinstance(error, ChatError) else f"{type(error).__name__}: {error}"
-        self.error.show_error(f"Could not load the model: {message}", tb)
+        self.error.show_failure(error, tb, doing="Could not load the model")
         self._abandon_reply("The model did not load, so there is no reply.")
         self._update_controls()
 
@@ -507,7 +512,9 @@ class ChatPage(QWidget):
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self.store.rename(conversation_id, title)
         if conversation_id == self.conversation_id:
-            self.title_label.setText(self.store.conversation(conversation_id).title)
+            conv = self.store.conversation(conversation_id)
+            assert conv is not None  # the open conversation is in the store
+            self.title_label.setText(conv.title)
         self.refresh_conversations()
 
     def delete_conversation(self, conversation_id: int) -> None:
@@ -557,7 +564,7 @@ class ChatPage(QWidget):
             try:
                 self.export_conversation(cid, Path(path))
             except OSError as e:
-                self.error.show_error(f"Could not export the chat: {e.strerror or e}. Pick another folder.", str(e))
+                self.error.show_failure(e, str(e), doing="Could not export the chat", after="Pick another folder.")
 
     def _ask_delete(self, cid: int) -> None:
         conv = self.store.conversation(cid)
@@ -645,7 +652,9 @@ class ChatPage(QWidget):
         self.composer.edit.clear()
         mid = self.store.add_message(self.conversation_id, "user", text)
         self._add_message_widget(mid, "user", text)
-        self.title_label.setText(self.store.conversation(self.conversation_id).title)
+        conv = self.store.conversation(self.conversation_id)
+        assert conv is not None  # it holds the message just added
+        self.title_label.setText(conv.title)
         self.refresh_conversations()
         self._begin_reply()
         return True
@@ -708,7 +717,7 @@ class ChatPage(QWidget):
         if self._closed:
             return
         text = reply.text if reply is not None else (self._stream.text if self._stream else "")
-        stats = reply.stats.to_dict() if reply is not None else {}
+        stats: dict[str, Any] = reply.stats.to_dict() if reply is not None else {}
         stats["finish_reason"] = reply.finish_reason if reply is not None else "stopped"
         if reply is not None and reply.dropped_messages:
             stats["dropped_messages"] = reply.dropped_messages
@@ -731,8 +740,7 @@ class ChatPage(QWidget):
     def _reply_failed(self, error: BaseException, tb: str) -> None:
         if self._closed:
             return
-        message = str(error) if isinstance(error, ChatError) else f"{type(error).__name__}: {error}"
-        self.error.show_error(f"The reply failed: {message}", tb)
+        self.error.show_failure(error, tb, doing="The reply failed")
         partial = self._stream.text if self._stream else ""
         if self._reply_id is not None:
             if partial:

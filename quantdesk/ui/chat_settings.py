@@ -18,9 +18,9 @@ from PySide6.QtWidgets import (
 
 from quantdesk.core.chat.engine import KV_CACHE_TYPES, ChatSettings, ModelFacts, estimate_memory
 from quantdesk.core.chat.templates import TEMPLATES
+from quantdesk.core.fit import FitEstimate, Verdict
 from quantdesk.core.units import human_bytes
-from quantdesk.ui import theme
-from quantdesk.ui.widgets import label
+from quantdesk.ui.widgets import fit_html, label
 
 
 def _spin(lo: int, hi: int, special: str = "") -> QSpinBox:
@@ -127,17 +127,17 @@ class ChatSettingsPanel(QFrame):
         self.template.setMinimumContentsLength(12)
         self.template.setToolTip("The chat template: the model file's own, or a built-in one for its family")
         self.template.addItem("From the model file", "")
-        for key, t in TEMPLATES.items():
-            self.template.addItem(t.label, key)
-        for name, w in (
+        for key, tmpl in TEMPLATES.items():
+            self.template.addItem(tmpl.label, key)
+        for name, widget in (
             ("Context", self.context_length),
             ("Threads", self.threads),
             ("GPU layers", self.gpu_layers),
             ("KV cache", self.kv_cache),
             ("Template", self.template),
         ):
-            w.setAccessibleName(name)
-            form2.addRow(name, w)
+            widget.setAccessibleName(name)
+            form2.addRow(name, widget)
         col.addLayout(form2)
         self.gpu_note = label("", "Small", wrap=True)
         col.addWidget(self.gpu_note)
@@ -224,29 +224,13 @@ class ChatSettingsPanel(QFrame):
     def _update_memory(self) -> None:
         if self._facts is None:
             return
-        est = self._estimate()
-        c = theme.colors()
-        tone = {"fits": c["ok"], "tight": c["warning"]}.get(est.verdict, c["error"])
-        self.memory.setText(
-            f'<span style="color:{tone}; font-weight:600">{est.verdict.capitalize()}</span>'
-            f" — needs about {human_bytes(est.total_bytes)} "
-            f'<span style="color:{c["muted"]}">(weights {human_bytes(est.weights_bytes)}, '
-            f"KV cache {human_bytes(est.kv_cache_bytes)}, buffers {human_bytes(est.overhead_bytes)}) "
-            f"of {human_bytes(est.available_bytes)} free"
-            + (
-                f"; {human_bytes(est.gpu_bytes)} on the GPU of {human_bytes(est.vram_free_bytes or 0)} free"
-                if est.gpu_bytes
-                else ""
-            )
-            + "</span>"
-        )
+        self.memory.setText(fit_html(self._estimate()))
 
-    def _estimate(self):  # -> MemoryEstimate
-        from quantdesk.core.hardware import llama_backend  # cached after the first call
+    def _estimate(self) -> FitEstimate:
+        assert self._facts is not None
+        return estimate_memory(self._facts, self.settings())  # free RAM and VRAM read now
 
-        return estimate_memory(self._facts, self.settings(), vram_free_bytes=llama_backend().vram_free_bytes)
-
-    def memory_verdict(self) -> str:
+    def memory_verdict(self) -> Verdict:
         if self._facts is None:
-            return "fits"
+            return Verdict.FITS
         return self._estimate().verdict

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QRectF, Qt, QUrl, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QRectF, Qt, QUrl, Signal
 from PySide6.QtGui import QBrush, QDesktopServices, QFont, QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -36,11 +36,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.core import hardware
+from quantdesk.core.errors import as_sentence, explain, user_message
+from quantdesk.core.fit import Machine
 from quantdesk.core.hub import client as hub
 from quantdesk.core.hub import downloads
 from quantdesk.core.jobs import Job, Progress
-from quantdesk.core.units import human_bytes, human_duration, human_rate
+from quantdesk.core.units import human_bytes, human_duration, human_params, human_rate
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
     RIGHT,
@@ -71,7 +72,6 @@ SIZE_CHOICES = [
 ]
 ARCHITECTURES = ["", "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "phi3", "deepseek", "granite"]
 CONTEXTS = [2048, 4096, 8192, 16384, 32768, 131072]
-VERDICT_TONE = {"fits": "ok", "tight": "warning", "won't fit": "error"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,13 +105,13 @@ class ResultsModel(RowTableModel):
     def summary(self, row: int) -> hub.ModelSummary:
         return self._rows[row]
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         r, col = self._rows[index.row()], index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return (
-                r.name + (f"  ·  {hub.params_text(r.parameters)}" if r.parameters else ""),
+                r.name + (f"  ·  {human_params(r.parameters)}" if r.parameters else ""),
                 r.author,
                 f"{r.downloads:,}",
                 f"{r.likes:,}",
@@ -153,7 +153,7 @@ class FilesModel(RowTableModel):
     def recommended_row(self) -> int:
         return next((i for i, r in enumerate(self._rows) if r.recommended), -1)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         gf, col = self._rows[index.row()], index.column()
@@ -169,12 +169,12 @@ class FilesModel(RowTableModel):
             if col == 1:
                 return human_bytes(g.size)
             if col == 2:
-                return "—" if g.kind == "projector" else fit.verdict
+                return "—" if g.kind == "projector" else fit.verdict.words
             return ("≈ " if fit.estimated else "") + human_bytes(fit.need_bytes)
         if role == Qt.ItemDataRole.ToolTipRole:
             return fit.explain() + ("" if g.kind != "checkpoint" else " (as F16; quantizing makes it smaller)")
         if role == Qt.ItemDataRole.ForegroundRole and col == 2 and g.kind != "projector":
-            return QBrush(theme.color(VERDICT_TONE[fit.verdict]))
+            return QBrush(theme.color(theme.VERDICT_TONE[fit.verdict]))
         if role == Qt.ItemDataRole.ForegroundRole and col == 0 and gf.recommended:
             return QBrush(theme.color("accent"))
         if role == Qt.ItemDataRole.FontRole and gf.recommended:
@@ -230,10 +230,10 @@ class DownloadsModel(QAbstractTableModel):
         row = self.items.index(item)
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.items)
 
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
@@ -241,7 +241,7 @@ class DownloadsModel(QAbstractTableModel):
             return self.COLUMNS[section]
         return None
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         it, col = self.items[index.row()], index.column()
@@ -274,7 +274,9 @@ class DownloadsModel(QAbstractTableModel):
 class ProgressDelegate(QStyledItemDelegate):
     """Paints a thin progress bar under the 'x of y' text of the Progress column."""
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(
+        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
         super().paint(painter, option, index)
         fraction = index.data(Qt.ItemDataRole.UserRole) or 0.0
         r = option.rect.adjusted(8, option.rect.height() - 8, -8, -4)
@@ -405,11 +407,7 @@ class DownloadQueue(QObject):
                 item.done_bytes = item.spec.total_bytes
                 item.progress = None
             if error is not None:
-                item.error = (
-                    str(error)
-                    if isinstance(error, (downloads.DownloadError, hub.HubError))
-                    else (f"Unexpected error: {type(error).__name__}: {error}")
-                )
+                item.error = explain(error)
             self.model.refresh(item)
             if state == "done":
                 self.completed.emit(item)
@@ -492,7 +490,10 @@ class TokenDialog(QDialog):
 
     def _not_saved(self, e: BaseException) -> None:
         self.save_button.setEnabled(True)
-        self.message.setText(str(e) if isinstance(e, hub.HubError) else f"Could not check the token: {e}")
+        reason = explain(e)
+        self.message.setText(
+            as_sentence(reason) if isinstance(e, hub.HubError) else f"Could not check the token: {reason}"
+        )
 
     def _remove(self) -> None:
         hub.forget_token()
@@ -542,7 +543,12 @@ class DiscoverPage(BasePage):
 
         find = QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self)
         find.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        find.activated.connect(lambda: (self.search_edit.setFocus(), self.search_edit.selectAll()))
+
+        def focus_search() -> None:
+            self.search_edit.setFocus()
+            self.search_edit.selectAll()
+
+        find.activated.connect(focus_search)
 
     # -- building -------------------------------------------------------------------------
     def _build_search_bar(self) -> QHBoxLayout:
@@ -863,7 +869,7 @@ class DiscoverPage(BasePage):
             f"{d.downloads:,} downloads",
             f"{d.likes:,} likes",
             d.last_modified and f"updated {d.last_modified:%Y-%m-%d}",
-            d.parameters and f"{hub.params_text(d.parameters)} parameters",
+            d.parameters and f"{human_params(d.parameters)} parameters",
             d.architecture,
         ]
         self.model_facts.setText("  ·  ".join(str(f) for f in facts if f))
@@ -888,21 +894,22 @@ class DiscoverPage(BasePage):
     def _reassess(self, *_: Any) -> None:
         if self.view is None:
             return
-        mem = hardware.memory()
+        machine = Machine.now()
         context = int(self.context_combo.currentData())
-        vram = hardware.llama_backend().vram_free_bytes
-        rows = hub.assess(self.view.groups, self.view.shape, context, mem, vram)
+        rows = hub.assess(self.view.groups, self.view.shape, context, machine)
         self.files_model.set_rows(rows)
-        self.memory_label.setText(f"— {human_bytes(mem.available_bytes)} of {human_bytes(mem.total_bytes)} RAM free")
+        self.memory_label.setText(
+            f"— {human_bytes(machine.ram_available_bytes)} of {human_bytes(machine.ram_total_bytes)} RAM free"
+        )
         shape = self.view.shape
-        if shape.source == "estimate":
+        if shape.estimated:
             self.shape_note.setText(
                 "KV cache estimated from the model's size (no config.json found). "
                 "★ marks the largest level that fits with room to spare."
             )
         else:
             self.shape_note.setText(
-                f"KV cache from config.json: {shape.n_layers} layers, {shape.n_kv_heads} KV heads. "
+                f"KV cache from config.json: {shape.n_layers} layers, {human_bytes(shape.kv_bytes(1))} per token. "
                 "★ marks the largest level that fits with room to spare."
             )
         if not rows:
@@ -994,11 +1001,9 @@ class DiscoverPage(BasePage):
         self.error.show_error(f"Download of {item.spec.title} failed: {item.error}")
 
     def _show_error(self, e: BaseException, tb: str) -> None:
-        if isinstance(e, (hub.HubError, downloads.DownloadError)):
-            self.error.show_error(str(e)[:1].upper() + str(e)[1:], tb)
-        else:
+        if user_message(e) is None:
             log.error("unexpected error on the Discover page: %s", tb)
-            self.error.show_error(f"Something went wrong: {type(e).__name__}: {e}", tb)
+        self.error.show_failure(e, tb)
 
     def shutdown(self) -> None:
         """Called by the main window before it closes: keep downloads resumable."""

@@ -177,6 +177,7 @@ class LadderChart(QWidget):
                     best, best_cost = rect, cost
                 if cost == 0:
                     break
+            assert best is not None  # _candidates is never empty and every cost is finite
             taken.append(best)
             text.setAnchor((0, 0))
             text.setPos(vb.mapSceneToView(best.topLeft()))

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -41,13 +41,13 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.core import library
-from quantdesk.core.jobs import Progress
+from quantdesk.core.fit import FitEstimate, estimate, size_of_gguf
+from quantdesk.core.jobs import Job, Progress
 from quantdesk.core.lab.ladder import (
     CLOSE_KL,
     DEFAULT_LEVELS,
     NOTICEABLE_KL,
     SMALL_KL,
-    LabError,
     LadderRequest,
     LadderResult,
     LevelResult,
@@ -57,6 +57,9 @@ from quantdesk.core.lab.ladder import (
     ladder_job,
     list_results,
     quality_words,
+)
+from quantdesk.core.lab.ladder import (
+    DEFAULT_CONTEXT as LADDER_CONTEXT,
 )
 from quantdesk.core.quantize.plan import FILE_TYPES
 from quantdesk.core.units import human_bytes
@@ -71,6 +74,7 @@ from quantdesk.ui.widgets import (
     RowTableModel,
     ask_for_gguf,
     ask_to_delete,
+    fit_html,
     label,
     path_in_combo,
     primary_button,
@@ -79,6 +83,9 @@ from quantdesk.ui.widgets import (
     while_alive,
 )
 from quantdesk.ui.workers import JobHandle
+
+if TYPE_CHECKING:  # lab_chart imports pyqtgraph, which loads only when the chart is first shown
+    from quantdesk.ui.lab_chart import LadderChart
 
 # The levels offered, largest first, laid out in rows of LEVEL_COLUMNS checkboxes.
 LAB_LEVELS = (
@@ -238,7 +245,7 @@ class LadderModel(RowTableModel):
             return self.TIPS[section]
         return super().headerData(section, orientation, role)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         r, col = self._rows[index.row()], index.column()
@@ -314,7 +321,7 @@ class LabPage(BasePage):
         for text in self.empty.findChildren(QLabel):  # EmptyState sizes its text for a whole page; this is a card
             text.setMinimumWidth(0)
         self.chart_stack.addWidget(self.empty)
-        self._chart: QWidget | None = None  # built when first needed (see the chart property)
+        self._chart: LadderChart | None = None  # built when first needed (see the chart property)
         chart_col.addWidget(self.chart_stack)
         top.addWidget(chart_card, 1)
         self.body.addLayout(top, 1)
@@ -377,6 +384,10 @@ class LabPage(BasePage):
         form.addRow("Source", src_row)
         self.source_hint = label(SOURCE_HINT, "Small", wrap=True)
         form.addRow("", self.source_hint)
+        self.fit_label = label("", wrap=True)
+        self.fit_label.setAccessibleName("Will the source fit this computer")
+        form.addRow("", self.fit_label)
+        self._fit_generation = 0
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(12)
@@ -516,7 +527,27 @@ class LabPage(BasePage):
                 self.source_hint.setObjectName("Small")
         self.source_hint.style().unpolish(self.source_hint)
         self.source_hint.style().polish(self.source_hint)
+        self._update_fit()
         self._update_run_button()
+
+    def _update_fit(self) -> None:
+        """The source's fit line at the ladder's context (every level is smaller than the source)."""
+        self._fit_generation += 1
+        gen, path = self._fit_generation, self.source_path()
+        self.fit_label.setText("")
+        if path is None:
+            return
+        layers = self.gpu_layers.value() if self._gpu_offload() else 0
+
+        def size_up(report: object, cancel: object) -> FitEstimate:
+            return estimate(size_of_gguf(path), LADDER_CONTEXT, gpu_layers=layers)
+
+        handle = self.ctx.jobs.start(Job(f"Sizing up {path.name}", size_up))
+        handle.finished.connect(while_alive(self, lambda est: self._fit_ready(gen, est)))
+
+    def _fit_ready(self, gen: int, est: FitEstimate) -> None:
+        if gen == self._fit_generation:
+            self.fit_label.setText(f"Memory at {est.context:,} tokens of context: " + fit_html(est))
 
     def selected_levels(self) -> list[str]:
         return [level for level, check in self.level_checks.items() if check.isChecked()]
@@ -629,12 +660,7 @@ class LabPage(BasePage):
         self.refresh_runs(select=result.path)
 
     def _on_failed(self, error: BaseException, tb: str) -> None:
-        if isinstance(error, LabError):
-            self.error.show_error(f"The ladder did not run: {error}. Nothing was saved.", tb)
-        elif isinstance(error, OSError) and error.errno == 28:
-            self.error.show_error("The disk became full. Nothing was saved; free some space and run again.", tb)
-        else:
-            self.error.show_error(f"The ladder failed: {error}. Nothing was saved.", tb)
+        self.error.show_failure(error, tb, doing="The ladder did not run", after="Nothing was saved.")
 
     def _on_cancelled(self) -> None:
         self.status.setText("Cancelled. Nothing was saved; the levels already made are kept for the next run.")
@@ -716,7 +742,10 @@ class LabPage(BasePage):
     def _fit_note(self) -> None:
         """The how-to-read note fills the space under the set-up when there is room for all of it."""
         box = self._setup_box
-        form_h = box.layout().itemAt(0).sizeHint().height()
+        layout = box.layout()
+        first = layout.itemAt(0) if layout is not None else None
+        assert first is not None  # the set-up box's column, built with the box, starts with its form
+        form_h = first.sizeHint().height()
         need = form_h + 8 + self.reading_note.heightForWidth(box.width())
         self.reading_note.setVisible(box.height() >= need)
 
@@ -756,7 +785,7 @@ class LabPage(BasePage):
         try:
             delete_result(result)
         except OSError as e:
-            self.error.show_error(f"Could not delete the run: {e.strerror or e}", str(e))
+            self.error.show_failure(e, str(e), doing="Could not delete the run")
             return
         self._shown = None
         self.status.hide()
@@ -773,7 +802,7 @@ class LabPage(BasePage):
 
     # -- the page's life -------------------------------------------------------------------
     @property
-    def chart(self) -> QWidget:
+    def chart(self) -> LadderChart:
         """The size-vs-KL chart (quantdesk.ui.lab_chart), built on first use."""
         if self._chart is None:
             from quantdesk.ui.lab_chart import LadderChart

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import html
 import logging
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QObject, Qt
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -27,12 +28,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.cli.info import format_params
 from quantdesk.core import library
-from quantdesk.core.gguf.reader import GGUFError
+from quantdesk.core.errors import explain
+from quantdesk.core.fit import FitEstimate, fit_at_default
 from quantdesk.core.jobs import Job
 from quantdesk.core.library import LibraryEntry
-from quantdesk.core.units import human_bytes
+from quantdesk.core.units import human_bytes, human_params
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
     RIGHT,
@@ -41,6 +42,7 @@ from quantdesk.ui.widgets import (
     ErrorBanner,
     RowTableModel,
     ask_to_delete,
+    fit_html,
     label,
     primary_button,
     setup_list_table,
@@ -72,7 +74,7 @@ class LibraryModel(RowTableModel):
     def row_of(self, path) -> int:
         return next((i for i, e in enumerate(self._rows) if e.path == path), -1)
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         e, col = self._rows[index.row()], index.column()
@@ -164,6 +166,9 @@ class LibraryPage(BasePage):
         self.facts_label = label("", wrap=True)
         self.facts_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         col.addWidget(self.facts_label)
+        self.fit_label = label("", wrap=True)
+        self.fit_label.setAccessibleName("Will it fit this computer")
+        col.addWidget(self.fit_label)
         self.path_label = label("", "Small", wrap=True)
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         col.addWidget(self.path_label)
@@ -254,6 +259,7 @@ class LibraryPage(BasePage):
         self.delete_button.setToolTip("The built-in model ships with the app" if e.builtin else "Delete from disk")
         self._info_generation += 1
         gen = self._info_generation
+        self.fit_label.setText("")
         if e.kind != "gguf":
             self.facts_label.setText("An original checkpoint. Quantize converts it to GGUF at the level you pick.")
             return
@@ -276,7 +282,7 @@ class LibraryPage(BasePage):
         types = ", ".join(f"{k} ×{v}" for k, v in list(info.tensor_types.items())[:4])
         rows = [
             ("Architecture", info.architecture),
-            ("Parameters", format_params(info.parameters)),
+            ("Parameters", human_params(info.parameters)),
             ("File type", info.file_type),
             ("Context length", f"{info.context_length:,}" if info.context_length else "unknown"),
             ("Layers", str(info.block_count or "?")),
@@ -289,14 +295,21 @@ class LibraryPage(BasePage):
             for k, v in rows
         )
         self.facts_label.setText(f"<table cellspacing=0 cellpadding=2>{cells}</table>")
+        entry = self.selected()
+        if entry is not None:
+            handle = self.ctx.jobs.start(
+                Job(f"Sizing up {entry.name}", lambda report, cancel: fit_at_default(entry.path))
+            )
+            handle.finished.connect(while_alive(self, lambda est: self._fit_ready(gen, est)))
+
+    def _fit_ready(self, gen: int, est: FitEstimate) -> None:
+        if gen == self._info_generation:
+            self.fit_label.setText(f"At {est.context:,} tokens of context: " + fit_html(est))
 
     def _info_failed(self, gen: int, err: BaseException) -> None:
         if gen != self._info_generation:
             return
-        if isinstance(err, (GGUFError, library.LibraryError, OSError)):
-            self.facts_label.setText(f"Cannot read this file: {err}")
-        else:
-            self.facts_label.setText(f"Cannot read this file ({type(err).__name__}: {err})")
+        self.facts_label.setText(f"Cannot read this file: {explain(err)}")
 
     def showEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         super().showEvent(event)
@@ -322,7 +335,7 @@ class LibraryPage(BasePage):
         try:
             library.reveal(e.path)
         except (library.LibraryError, OSError) as err:
-            self.error.show_error(f"Could not open the folder: {err}")
+            self.error.show_failure(err, doing="Could not open the folder")
 
     def confirm_delete(self, e: LibraryEntry) -> bool:
         what = "checkpoint files" if e.kind == "checkpoint" else ("files" if len(e.files) > 1 else "file")
@@ -340,7 +353,7 @@ class LibraryPage(BasePage):
         try:
             library.delete(e)
         except library.LibraryError as err:
-            self.error.show_error(f"Could not delete {e.name}: {err}")
+            self.error.show_failure(err, doing=f"Could not delete {e.name}")
             return
         self.ctx.library_changed.emit()  # refreshes this page too
 
@@ -353,7 +366,7 @@ class LibraryPage(BasePage):
         try:
             library.add_folder(folder)
         except library.LibraryError as err:
-            self.error.show_error(str(err))
+            self.error.show_failure(err)
             return
         self.ctx.library_changed.emit()
 
@@ -365,7 +378,11 @@ class LibraryPage(BasePage):
             act = menu.addAction("No added folders")
             act.setEnabled(False)
         for f in folders:
-            menu.addAction(f"Stop showing {f}", lambda f=f: self.remove_folder(f))
+
+            def remove(f: Path = f) -> None:  # a def, not a lambda: mypy cannot infer a lambda with a default
+                self.remove_folder(f)
+
+            menu.addAction(f"Stop showing {f}", remove)
         menu.addSeparator()
         menu.addAction("Add folder…", self.choose_folder)
 

@@ -209,7 +209,8 @@ class MainWindow(QMainWindow):
             self.switch_to(last)
 
     def save_state(self) -> None:
-        self.ctx.set_setting("window.geometry", bytes(self.saveGeometry().toBase64()).decode("ascii"))
+        # .data(): the stubs do not say QByteArray is a buffer, though it is one
+        self.ctx.set_setting("window.geometry", bytes(self.saveGeometry().toBase64().data()).decode("ascii"))
         self.ctx.set_setting("window.page", self.current_key())
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import gguf
-from PySide6.QtCore import QModelIndex, QObject, Qt
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -39,7 +39,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.cli.info import format_params
 from quantdesk.core import library, paths
 from quantdesk.core.convert import (
     CheckpointInfo,
@@ -53,7 +52,6 @@ from quantdesk.core.jobs import Job, Progress
 from quantdesk.core.quantize.plan import FILE_TYPES
 from quantdesk.core.quantize.run import (
     LevelEstimate,
-    QuantizeError,
     QuantizeRequest,
     QuantizeResult,
     SourceSummary,
@@ -61,7 +59,7 @@ from quantdesk.core.quantize.run import (
     quantize_job,
     summarize_source,
 )
-from quantdesk.core.units import human_bytes, human_duration
+from quantdesk.core.units import human_bytes, human_duration, human_params
 from quantdesk.ui import theme
 from quantdesk.ui.widgets import (
     RIGHT,
@@ -133,13 +131,13 @@ class LevelModel(RowTableModel):
     def row_of(self, level: str) -> int:
         return next((i for i, r in enumerate(self._rows) if r.level == level), -1)
 
-    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
         flags = super().flags(index)
         if index.isValid() and self._rows[index.row()].problem:
             flags &= ~Qt.ItemFlag.ItemIsEnabled
         return flags
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         r, col = self._rows[index.row()], index.column()
@@ -273,7 +271,7 @@ class QuantizePage(BasePage):
         self.chat_button.clicked.connect(self._chat_with_result)
         result_row.addWidget(self.chat_button)
         self.body.addLayout(result_row)
-        self._result: QuantizeResult | None = None
+        self._result: QuantizeResult | ConvertResult | None = None
         self._show_result(None)
 
         ctx.library_changed.connect(self.refresh_sources)
@@ -363,7 +361,7 @@ class QuantizePage(BasePage):
         self._summary = summary
         size = summary.path.stat().st_size if summary.path.exists() else 0
         self.source_info.setText(
-            f"{summary.architecture} · {format_params(summary.n_weights)} weights · {human_bytes(size)}"
+            f"{summary.architecture} · {human_params(summary.n_weights)} weights · {human_bytes(size)}"
             + (f" · already quantized ({summary.quantized_as})" if summary.quantized_as else "")
         )
         if summary.quantized_as:
@@ -386,7 +384,7 @@ class QuantizePage(BasePage):
         self._checkpoint = info
         facts = [
             info.gguf_architecture or info.architecture or "unknown architecture",
-            f"{format_params(info.parameters)} weights" if info.parameters else "",
+            f"{human_params(info.parameters)} weights" if info.parameters else "",
             "/".join(info.dtypes),
             f"{human_bytes(info.size_bytes)} of weights",
             "safetensors checkpoint",
@@ -422,10 +420,7 @@ class QuantizePage(BasePage):
         if generation != self._summary_generation:
             return
         self.source_info.setText("")
-        self.error.show_error(
-            f"Cannot use this file: {error}" if isinstance(error, QuantizeError) else f"Cannot read this file: {error}",
-            tb,
-        )
+        self.error.show_failure(error, tb, doing="Cannot use this file")
         self._update_start()
 
     # -- level and output -----------------------------------------------------------------
@@ -491,6 +486,7 @@ class QuantizePage(BasePage):
             return
         self.error.hide()
         self._show_result(None)
+        job: Job[ConvertResult] | Job[QuantizeResult]
         if self._checkpoint is not None:
             outtype = level.level.lower() if level.level in CHECKPOINT_FLOATS else level.level
             job = convert_job(ConvertRequest(src, out, outtype, overwrite=self.overwrite_check.isChecked()))
@@ -526,7 +522,8 @@ class QuantizePage(BasePage):
         m = re.search(r"\((\d+)/(\d+)\)$", p.message)
         parts = []
         if self._checkpoint is not None and p.stage:  # a checkpoint goes through one or two stages
-            two = self.selected_level() is not None and self.selected_level().level not in CHECKPOINT_FLOATS
+            level = self.selected_level()
+            two = level is not None and level.level not in CHECKPOINT_FLOATS
             step = {"Converting": 1, "Quantizing": 2}.get(p.stage)
             parts.append(f"Step {step} of 2: {p.stage}" if two and step else p.stage)
         if m:
@@ -540,16 +537,8 @@ class QuantizePage(BasePage):
         self.ctx.library_changed.emit()
 
     def _on_failed(self, error: BaseException, tb: str) -> None:
-        if isinstance(error, QuantizeError):
-            self.error.show_error(f"Not quantized: {error}. Nothing was written.", tb)
-        elif isinstance(error, ConvertError):
-            self.error.show_error(f"Not converted: {error}. Nothing was written.", tb)
-        elif isinstance(error, OSError) and error.errno == 28:
-            self.error.show_error(
-                "The disk became full while writing. Nothing was left behind; free some space and try again.", tb
-            )
-        else:
-            self.error.show_error(f"Quantizing failed: {error}. Nothing was written.", tb)
+        doing = "Not converted" if isinstance(error, ConvertError) else "Not quantized"
+        self.error.show_failure(error, tb, doing=doing, after="Nothing was written.")
 
     def _on_cancelled(self) -> None:
         self.result_label.setText("Cancelled. Nothing was written.")

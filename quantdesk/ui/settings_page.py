@@ -68,5 +68,5 @@ class SettingsPage(BasePage):
     def _theme_changed(self) -> None:
         self.ctx.set_setting("theme", self.theme_box.currentData())
         app = QApplication.instance()
-        if app is not None:
+        if isinstance(app, QApplication):  # always, in this app; instance() is typed QCoreApplication
             theme.apply(app)

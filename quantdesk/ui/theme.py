@@ -16,13 +16,18 @@ import tempfile
 from functools import cache
 from pathlib import Path
 from string import Template
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 
 from quantdesk.core import settings
+from quantdesk.core.fit import Verdict
 from quantdesk.core.resources import read_resource_text
+
+if TYPE_CHECKING:
+    from PySide6.QtWidgets import QApplication
 
 LIGHT = {
     "window": "#f7f7f8",
@@ -170,7 +175,7 @@ def notifier() -> _Notifier:
     return _notifier
 
 
-def apply(app: QGuiApplication) -> None:
+def apply(app: QApplication) -> None:  # a QApplication: style sheets are a widgets thing
     """Choose light or dark and apply palette + style sheet; call again when the scheme changes."""
     global _current
     new = DARK if wants_dark() else LIGHT
@@ -210,3 +215,7 @@ def icon(name: str, tone: str = "text", size: int = 20) -> QIcon:
         result.addPixmap(pix)
     _icon_cache[key] = result
     return result
+
+
+# The palette tone each fit verdict is shown in, on every page (quantdesk.core.fit).
+VERDICT_TONE = {Verdict.FITS: "ok", Verdict.TIGHT: "warning", Verdict.WONT_FIT: "error"}

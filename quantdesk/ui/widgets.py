@@ -11,12 +11,14 @@
 
 from __future__ import annotations
 
+import html
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -35,9 +37,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.cli.progress import format_progress
 from quantdesk.core import paths
-from quantdesk.core.jobs import Progress
+from quantdesk.core.errors import as_sentence, explain, user_message
+from quantdesk.core.fit import FitEstimate
+from quantdesk.core.jobs import Progress, format_progress
+from quantdesk.ui import theme
 from quantdesk.ui.workers import JobHandle
 
 RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -55,10 +59,10 @@ class RowTableModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[Any] = []
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802 (Qt naming)
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802 (Qt naming)
         return 0 if parent.isValid() else len(self._rows)
 
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(
@@ -290,12 +294,26 @@ class ErrorBanner(QFrame):
         close.clicked.connect(self.hide)
         row.addWidget(close)
         col.addLayout(row)
-        self.details = QPlainTextEdit()
+        self.details: QPlainTextEdit = QPlainTextEdit()  # annotated: the toggle's lambda above reads it
         self.details.setReadOnly(True)
         self.details.setMaximumHeight(160)
         self.details.hide()
         col.addWidget(self.details)
         self.hide()
+
+    def show_failure(self, error: BaseException, details: str = "", doing: str = "", after: str = "") -> None:
+        """The one way a page reports a failed task (quantdesk.core.errors is the contract).
+
+        `doing` names what failed ("Not quantized"), then comes the error's sentence for the user,
+        or for anything that is not the user's problem (our bug) "an internal error" with the
+        details behind the toggle; `after` says what became of their work ("Nothing was written.").
+        """
+        message = explain(error)
+        if user_message(error) is None:
+            message += "; Details has more"
+            details = details or "".join(traceback.format_exception(error))
+        text = as_sentence(f"{doing}: {message}" if doing else message)
+        self.show_error(f"{text} {after}".strip(), details or message)
 
     def show_error(self, message: str, details: str = "") -> None:
         self.message.setText(message)
@@ -353,3 +371,14 @@ class JobProgress(QWidget):
         if self._handle is not None:
             self._handle.cancel()
         self.cancel_requested.emit()
+
+
+def fit_html(est: FitEstimate) -> str:
+    """The fit line every page shows for a model: "Fits — needs 160 MB (weights ...); 20 GB of 24 GB
+    RAM free", the verdict in its tone and the figures muted, the same words everywhere."""
+    c = theme.colors()
+    tone = c[theme.VERDICT_TONE[est.verdict]]
+    return (
+        f'<span style="color:{tone}; font-weight:600">{est.verdict.words.capitalize()}</span>'
+        f' — <span style="color:{c["muted"]}">{html.escape(est.explain())}</span>'
+    )

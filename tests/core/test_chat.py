@@ -13,6 +13,7 @@ from quantdesk.core.chat.engine import (
     estimate_memory,
     read_facts,
 )
+from quantdesk.core.fit import Machine, Verdict
 from quantdesk.core.jobs import CancelToken
 
 GREEDY = dict(temperature=0.0, seed=0, max_tokens=16, context_length=512, threads=1)
@@ -88,18 +89,19 @@ def test_bad_file_is_a_one_line_error(tmp_path):
 
 def test_facts_defaults_and_memory_estimate(starter_model):
     facts = read_facts(starter_model)
-    assert (facts.architecture, facts.block_count, facts.context_train) == ("llama", 30, 8192)
-    assert facts.kv_dims == 3 * (64 + 64)  # 3 KV heads of 64 for K and for V
+    assert (facts.architecture, facts.size.n_layers, facts.context_train) == ("llama", 30, 8192)
+    assert facts.size.kv_dims == 3 * (64 + 64)  # 3 KV heads of 64 for K and for V
     s = default_settings(facts)
     assert s.context_length == 4096
-    est = estimate_memory(facts, s, available_bytes=16 * 10**9)
-    assert est.kv_cache_bytes == 30 * 4096 * 384 * 2
+    est = estimate_memory(facts, s, Machine(16 * 10**9, 32 * 10**9))
+    assert est.kv_bytes == 30 * 4096 * 384 * 2
     assert est.weights_bytes == starter_model.stat().st_size
-    assert est.verdict == "fits"
-    q4 = estimate_memory(facts, ChatSettings(context_length=4096, kv_cache_type="q4_0"), available_bytes=10**9)
-    assert q4.kv_cache_bytes < est.kv_cache_bytes / 3
-    assert estimate_memory(facts, s, available_bytes=est.total_bytes + 1).verdict == "tight"
-    assert estimate_memory(facts, s, available_bytes=100 * 10**6).verdict == "won't fit"
+    assert est.verdict is Verdict.FITS
+    q4 = estimate_memory(facts, ChatSettings(context_length=4096, kv_cache_type="q4_0"), Machine(10**9, 10**9))
+    assert q4.kv_bytes < est.kv_bytes / 3
+    # Over four fifths of the free RAM, within 90% of all of it: other programs must give way.
+    assert estimate_memory(facts, s, Machine(est.need_bytes, 2 * est.need_bytes)).verdict is Verdict.TIGHT
+    assert estimate_memory(facts, s, Machine(10**8, 10**8)).verdict is Verdict.WONT_FIT
 
 
 def test_settings_round_trip_ignores_junk():
@@ -149,34 +151,33 @@ def test_template_override_is_used_and_can_be_undone(engine):
 
 
 def test_auto_gpu_layers_fill_free_vram_and_no_gpu_means_none(starter_model) -> None:
-    from quantdesk.core.chat.engine import ChatSettings, gpu_layers_that_fit, read_facts
+    from quantdesk.core.chat.engine import read_facts
+    from quantdesk.core.fit import gpu_layers_that_fit
 
-    facts = read_facts(starter_model)
-    settings = ChatSettings(context_length=2048, gpu_layers=-1)
-    assert gpu_layers_that_fit(facts, settings, None) == 0  # CPU-only build: nothing to offload to
-    assert gpu_layers_that_fit(facts, settings, 100_000_000) == 0  # less than the reserve
-    assert gpu_layers_that_fit(facts, settings, 80_000_000_000) == -1  # everything fits: "all"
-    some = gpu_layers_that_fit(facts, settings, 300_000_000)
-    assert 0 < some < facts.block_count
+    size = read_facts(starter_model).size
+    assert gpu_layers_that_fit(size, 2048, None) == 0  # CPU-only build: nothing to offload to
+    assert gpu_layers_that_fit(size, 2048, 100_000_000) == 0  # less than the reserve
+    assert gpu_layers_that_fit(size, 2048, 80_000_000_000) == -1  # everything fits: "all"
+    some = gpu_layers_that_fit(size, 2048, 400_000_000)
+    assert 0 < some < size.n_layers
     # A bigger KV cache for the same card leaves room for fewer layers.
-    assert gpu_layers_that_fit(facts, ChatSettings(context_length=8192), 300_000_000) <= some
+    assert gpu_layers_that_fit(size, 8192, 400_000_000) <= some
 
 
 def test_memory_estimate_puts_offloaded_layers_in_vram(starter_model) -> None:
     from quantdesk.core.chat.engine import ChatSettings, estimate_memory, read_facts
 
     facts = read_facts(starter_model)
-    cpu = estimate_memory(facts, ChatSettings(gpu_layers=10), available_bytes=16 * 10**9)
-    assert cpu.gpu_bytes == 0 and cpu.ram_bytes == cpu.total_bytes  # no GPU backend: all in RAM
-    half = estimate_memory(facts, ChatSettings(gpu_layers=15), available_bytes=16 * 10**9, vram_free_bytes=8 * 10**9)
-    full = estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9, vram_free_bytes=8 * 10**9)
+    cpu = estimate_memory(facts, ChatSettings(gpu_layers=10), Machine(16 * 10**9, 32 * 10**9))
+    assert cpu.gpu_bytes == 0 and cpu.ram_bytes == cpu.need_bytes  # no GPU backend: all in RAM
+    card = Machine(16 * 10**9, 32 * 10**9, vram_free_bytes=8 * 10**9)
+    half = estimate_memory(facts, ChatSettings(gpu_layers=15), card)
+    full = estimate_memory(facts, ChatSettings(gpu_layers=999), card)
     assert 0 < half.gpu_bytes < full.gpu_bytes and full.ram_bytes == full.overhead_bytes
-    assert half.verdict == "fits"
+    assert half.verdict is Verdict.FITS
     # More offloaded than the card holds: refused, whatever the RAM.
-    assert (
-        estimate_memory(facts, ChatSettings(gpu_layers=999), available_bytes=16 * 10**9, vram_free_bytes=10**6).verdict
-        == "won't fit"
-    )
+    tiny_card = Machine(16 * 10**9, 32 * 10**9, vram_free_bytes=10**6)
+    assert estimate_memory(facts, ChatSettings(gpu_layers=999), tiny_card).verdict is Verdict.WONT_FIT
 
 
 def _with_template(starter_model, tmp_path, template: str):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from quantdesk.core.hardware import Memory
+from quantdesk.core.fit import Machine, ModelSize, Verdict
 from quantdesk.core.hub import client as hub
-from quantdesk.core.hub.client import FileGroup, ModelShape, RemoteFile
+from quantdesk.core.hub.client import FileGroup, RemoteFile
 from tests.hubserver import TOKEN
 
 GB = 1_000_000_000
@@ -92,7 +92,7 @@ def test_repo_view_groups_files_reads_readme_and_config(fake_hub):
     assert f16.size == sum(len(fake_hub.repos["acme/Tiny-GGUF"].files[p]) for p in f16.paths)
     assert v.readme.startswith("# Tiny GGUF") and "license:" not in v.readme
     # No config.json in the GGUF repo: the shape comes from its base model's config.json.
-    assert v.shape == ModelShape(2, 2, 16, 2048, source="config.json")
+    assert v.shape == ModelSize(0, n_layers=2, kv_dims=2 * 2 * 16, max_context=2048)
     assert [f.path for f in v.other_files] == ["README.md"]
 
     ckpt = hub.load_repo_view("acme/Tiny")
@@ -197,33 +197,35 @@ def test_shape_from_config_and_kv_cache_arithmetic():
             "max_position_embeddings": 8192,
         }
     )
-    assert shape == ModelShape(32, 8, 128, 8192, "config.json")
+    assert shape == ModelSize(0, n_layers=32, kv_dims=2 * 8 * 128, max_context=8192)
     assert shape.kv_bytes(8192) == 1024 * 1024 * 1024  # Llama-3-8B: 128 KiB per token
     assert hub.shape_from_config({"hidden_size": 1}) is None
     est = hub.estimate_shape(8 * GB, 0, 16)
-    assert est.source == "estimate" and 100_000 < est.kv_bytes(1) < 200_000
+    assert est.estimated and 100_000 < est.kv_bytes(1) < 200_000
 
 
 def test_fit_verdicts_and_the_recommended_level():
-    mem = Memory(total_bytes=16 * GB, available_bytes=10 * GB)
-    shape = ModelShape(32, 8, 128, 8192, "config.json")
+    mem = Machine(ram_available_bytes=10 * GB, ram_total_bytes=16 * GB)
+    shape = ModelSize(0, n_layers=32, kv_dims=2 * 8 * 128, max_context=8192)
     groups = [
         FileGroup(q, "gguf", (_f(f"m-{q}.gguf", int(s * GB)),), quant=q)
         for q, s in (("Q2_K", 3.2), ("Q4_K_M", 4.9), ("Q5_K_M", 5.7), ("Q6_K", 6.6), ("Q8_0", 8.5), ("F16", 16.1))
     ]
     out = {a.group.label: a for a in hub.assess(groups, shape, 4096, mem)}
-    assert out["Q4_K_M"].fit.verdict == "fits" and out["Q6_K"].fit.verdict == "fits"
-    assert out["Q8_0"].fit.verdict == "tight" and out["F16"].fit.verdict == "won't fit"
+    assert out["Q4_K_M"].fit.verdict is Verdict.FITS and out["Q6_K"].fit.verdict is Verdict.FITS
+    assert out["Q8_0"].fit.verdict is Verdict.TIGHT and out["F16"].fit.verdict is Verdict.WONT_FIT
     assert [k for k, a in out.items() if a.recommended] == ["Q6_K"]  # the largest sweet-spot level that fits
     text = out["Q4_K_M"].fit.explain()
     assert "KV cache" in text and "4,096 tokens" in text and "RAM free" in text
-    small = Memory(total_bytes=4 * GB, available_bytes=2 * GB)
+    small = Machine(ram_available_bytes=2 * GB, ram_total_bytes=4 * GB)
     assert not any(a.recommended for a in hub.assess(groups[2:], shape, 4096, small))
-    only_small = {a.group.label: a for a in hub.assess(groups, shape, 4096, Memory(8 * GB, int(5.5 * GB)))}
+    only_small = {a.group.label: a for a in hub.assess(groups, shape, 4096, Machine(int(5.5 * GB), 8 * GB))}
     assert only_small["Q2_K"].recommended  # nothing in the sweet spot fits: the largest that does
-    gpu = {a.group.label: a for a in hub.assess(groups, shape, 4096, small, vram_free_bytes=24 * GB)}
-    assert gpu["Q8_0"].fit.verdict == "fits" and gpu["Q8_0"].fit.on_gpu and gpu["Q6_K"].recommended
-    assert "VRAM free (fits entirely on the GPU)" in gpu["Q8_0"].fit.explain()
+    # A GPU takes every layer it holds ("auto", as Chat would load it): the rest must fit the RAM.
+    card = Machine(2 * GB, 4 * GB, vram_free_bytes=24 * GB)
+    gpu = {a.group.label: a for a in hub.assess(groups, shape, 4096, card)}
+    assert gpu["Q8_0"].fit.verdict is Verdict.FITS and gpu["Q8_0"].fit.gpu_layers == -1 and gpu["Q6_K"].recommended
+    assert "VRAM free (all layers on the GPU" in gpu["Q8_0"].fit.explain()
 
 
 def test_search_json_cli(fake_hub, capsys):

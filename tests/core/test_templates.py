@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quantdesk.core.chat.engine import read_metadata
 from quantdesk.core.chat.templates import TEMPLATES, render
+from quantdesk.core.gguf.index import read_metadata
 
 CONVO = [
     {"role": "system", "content": "Be brief."},

@@ -1,12 +1,13 @@
 """Bad input to quantdesk.kquant gets a clear Python exception naming the problem (and the row),
 never a crash, and the C library never writes outside the buffer it was given."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from quantdesk.kquant._kquant import ffi, lib
 
 from quantdesk import kquant
-from quantdesk.kquant._kquant import ffi, lib
 
 TYPE_NAMES = list(kquant.TYPES)
 
@@ -132,11 +133,21 @@ def test_set_isa_rejects_unknown_and_unavailable():
 
 # ---- the C entry points directly: status codes and no writes out of bounds ----
 
+
 def c_quantize(qtype: str, x: np.ndarray, dst: np.ndarray, dst_size: int, fmt: int = 0, imatrix=None):
     bad = ffi.new("int64_t *")
     qw = ffi.NULL if imatrix is None else ffi.cast("const float *", imatrix.ctypes.data)
-    got = lib.kq_quantize(kquant.TYPES[qtype].ggml_type, fmt, ffi.cast("const void *", x.ctypes.data),
-                          x.shape[0], x.shape[1], qw, ffi.cast("void *", dst.ctypes.data), dst_size, bad)
+    got = lib.kq_quantize(
+        kquant.TYPES[qtype].ggml_type,
+        fmt,
+        ffi.cast("const void *", x.ctypes.data),
+        x.shape[0],
+        x.shape[1],
+        qw,
+        ffi.cast("void *", dst.ctypes.data),
+        dst_size,
+        bad,
+    )
     return got, bad[0]
 
 
@@ -155,22 +166,37 @@ def test_c_never_writes_past_dst(qtype):
     dst[:] = 0xA5
     got, bad = c_quantize(qtype, x, dst, size)
     assert (got, bad) == (-3, 1)
-    assert (dst[size // 3:] == 0xA5).all()
+    assert (dst[size // 3 :] == 0xA5).all()
 
 
 def test_c_status_codes():
     x = rows(256, 2)
     dst = np.zeros(4096, dtype=np.uint8)
     assert c_quantize("Q4_K", np.zeros((2, 100), np.float32), dst, 4096)[0] == -2  # row length
-    assert lib.kq_quantize(99, 0, ffi.cast("void *", x.ctypes.data), 2, 256, ffi.NULL,
-                           ffi.cast("void *", dst.ctypes.data), 4096, ffi.NULL) == -1  # type
+    assert (
+        lib.kq_quantize(
+            99,
+            0,
+            ffi.cast("void *", x.ctypes.data),
+            2,
+            256,
+            ffi.NULL,
+            ffi.cast("void *", dst.ctypes.data),
+            4096,
+            ffi.NULL,
+        )
+        == -1
+    )  # type
     assert c_quantize("Q4_K", x, dst, 4096, fmt=7)[0] == -4  # source format
     qw = np.ones(256, np.float32)
     qw[0] = np.inf
     assert c_quantize("Q4_K", x, dst, 4096, imatrix=qw)[0] == -7
     assert lib.kq_row_size(12, 512) == 288 and lib.kq_row_size(12, 100) == -2 and lib.kq_row_size(5, 32) == -1
     out = np.zeros(512, np.float32)
-    assert lib.kq_dequantize(12, ffi.cast("void *", dst.ctypes.data), 143, ffi.cast("float *", out.ctypes.data), 1, 256) == -5
+    assert (
+        lib.kq_dequantize(12, ffi.cast("void *", dst.ctypes.data), 143, ffi.cast("float *", out.ctypes.data), 1, 256)
+        == -5
+    )
 
 
 def test_env_override_picks_scalar():
@@ -180,8 +206,14 @@ def test_env_override_picks_scalar():
     import sys
 
     env = dict(os.environ, QUANTDESK_ISA="scalar")
-    out = subprocess.run([sys.executable, "-c", "from quantdesk import kquant; print(kquant.active_isa())"],
-                         env=env, capture_output=True, text=True, check=True, cwd=os.getcwd())
+    out = subprocess.run(
+        [sys.executable, "-c", "from quantdesk import kquant; print(kquant.active_isa())"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.getcwd(),
+    )
     assert out.stdout.strip() == "scalar"
 
 

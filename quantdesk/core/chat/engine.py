@@ -20,25 +20,31 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 
-from quantdesk.core.gguf.index import GGUFError, read_index, whole_number
+from quantdesk.core import fit
+from quantdesk.core.errors import QuantdeskError
+from quantdesk.core.fit import FitEstimate, Machine, ModelSize, size_from_metadata
+from quantdesk.core.gguf.index import GGUFError, read_metadata
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
 
+if TYPE_CHECKING:  # llama_cpp is imported when a model loads, not at startup
+    from llama_cpp import Llama
+    from llama_cpp.llama_types import ChatCompletionRequestMessage, CreateChatCompletionStreamResponse
+
 # KV cache types a user can pick; quantized V cache needs flash attention in llama.cpp.
-KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
+KV_CACHE_TYPES = tuple(fit.KV_BYTES_PER_ELEMENT)  # "f16", "q8_0", "q4_0"
 _KV_GGML_TYPE = {"f16": 1, "q8_0": 8, "q4_0": 2}  # ggml_type numbers
-_KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
-DEFAULT_CONTEXT = 4096  # a model's trained context can be 128k; the KV cache for that rarely fits
+DEFAULT_CONTEXT = fit.DEFAULT_CONTEXT
 
 
-class ChatError(Exception):
+class ChatError(QuantdeskError):
     """A model could not be loaded or used; the message says why in one line."""
 
 
@@ -56,7 +62,7 @@ class ChatSettings:
     max_tokens: int = 1024
     context_length: int = DEFAULT_CONTEXT
     threads: int = 0  # 0: the number of physical cores
-    gpu_layers: int = 0  # -1: "auto", as many as fit in free VRAM (gpu_layers_that_fit); 999: all
+    gpu_layers: int = 0  # -1: "auto", as many as fit in free VRAM (quantdesk.core.fit.gpu_layers_that_fit); 999: all
     kv_cache_type: str = "f16"
     template_override: str = ""  # a key of quantdesk.core.chat.templates.TEMPLATES, or "" for the GGUF's own
 
@@ -92,31 +98,29 @@ class ModelFacts:
     path: Path
     name: str
     architecture: str
-    size_bytes: int
-    context_train: int
-    block_count: int
-    kv_dims: int  # per layer: n_kv_heads * (key_length + value_length)
+    size: ModelSize  # what the fit model weighs (quantdesk.core.fit)
     has_template: bool
     sampling: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.size.weights_bytes
+
+    @property
+    def context_train(self) -> int:
+        """The context the model was trained for (0: the file does not say)."""
+        return self.size.max_context or 0
 
 
 def read_facts(path: str | Path) -> ModelFacts:
     """Read the metadata chat needs. Raises GGUFError with a one-line message.
 
     This reads only the header index (quantdesk.core.gguf.index), because the full reader
-    (gguf_file.open_gguf) parses the whole vocabulary and takes seconds on a 50k-token model —
+    (gguf.reader.open_gguf) parses the whole vocabulary and takes seconds on a 50k-token model —
     too slow for picking a model in the window.
     """
     path = Path(path)
     meta = read_metadata(path)
-    arch = str(meta.get("general.architecture", "unknown"))
-    blocks = _as_int(meta.get(f"{arch}.block_count", 0))
-    emb = _as_int(meta.get(f"{arch}.embedding_length", 0))
-    heads = _as_int(meta.get(f"{arch}.attention.head_count", 1)) or 1
-    kv_heads = _as_int(meta.get(f"{arch}.attention.head_count_kv", heads)) or heads
-    head_dim = emb // heads if heads else 0
-    k_len = _as_int(meta.get(f"{arch}.attention.key_length", head_dim)) or head_dim
-    v_len = _as_int(meta.get(f"{arch}.attention.value_length", head_dim)) or head_dim
     sampling = {}
     for key in ("temp", "top_p", "top_k", "min_p"):
         value = meta.get(f"general.sampling.{key}")
@@ -125,55 +129,17 @@ def read_facts(path: str | Path) -> ModelFacts:
     return ModelFacts(
         path=path,
         name=str(meta.get("general.name", path.stem)),
-        architecture=arch,
-        size_bytes=path.stat().st_size,
-        context_train=_as_int(meta.get(f"{arch}.context_length", 0)),
-        block_count=blocks,
-        kv_dims=kv_heads * (k_len + v_len),
+        architecture=str(meta.get("general.architecture", "unknown")),
+        size=size_from_metadata(meta, path.stat().st_size),
         has_template="tokenizer.chat_template" in meta,
         sampling=sampling,
     )
 
 
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The GGUF header's key/values; long arrays (the vocabulary) are left out.
-
-    Remembered while the file's size and time stamp stay the same (the Library and Chat both ask).
-    """
-    path = Path(path)
-    try:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    except OSError:
-        key = None
-    if key is not None and key in _metadata_cache:
-        return dict(_metadata_cache[key])
-    idx = read_index(path)
-    meta = {k: kv.value for k, kv in idx.fields.items() if kv.value is not None}
-    if key is not None:
-        if len(_metadata_cache) > 64:
-            _metadata_cache.clear()
-        _metadata_cache[key] = meta
-    return dict(meta)
-
-
-_metadata_cache: dict[tuple, dict[str, Any]] = {}
-
-
-def _as_int(value: Any) -> int:
-    """head_count_kv can be a per-layer list; the largest entry sizes the cache. A value that is
-    not a count (a damaged or hostile file) reads as 0, unknown: llama.cpp says what is wrong
-    when it loads the model."""
-    if isinstance(value, (list, tuple)):
-        return max([0, *(n for n in map(whole_number, value) if n is not None)])
-    return max(0, whole_number(value) or 0)
-
-
 def default_settings(facts: ModelFacts) -> ChatSettings:
     """Sensible settings for this model: its own sampling hints, a context that fits its training."""
-    s = ChatSettings()
-    if facts.context_train:
-        s.context_length = min(facts.context_train, DEFAULT_CONTEXT)
+    s = ChatSettings(gpu_layers=fit.default_gpu_layers(Machine.now()))  # "auto" where a GPU can take layers
+    s.context_length = fit.default_context(facts.size)
     hints = facts.sampling
     if "temp" in hints:
         s.temperature = hints["temp"]
@@ -187,79 +153,10 @@ def default_settings(facts: ModelFacts) -> ChatSettings:
 
 
 # -- memory -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Where a loaded model will live: the part on the GPU (offloaded layers) and the rest in RAM."""
-
-    weights_bytes: int
-    kv_cache_bytes: int
-    overhead_bytes: int
-    available_bytes: int  # free RAM
-    gpu_bytes: int = 0  # weights + KV cache of the offloaded layers
-    vram_free_bytes: int | None = None  # None: no GPU offload in this llama.cpp build
-
-    @property
-    def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_cache_bytes + self.overhead_bytes
-
-    @property
-    def ram_bytes(self) -> int:
-        return self.total_bytes - self.gpu_bytes
-
-    @property
-    def verdict(self) -> str:
-        """'fits', 'tight' (under free memory but little to spare) or "won't fit"."""
-        if self.gpu_bytes and (self.vram_free_bytes is None or self.gpu_bytes > 0.95 * self.vram_free_bytes):
-            return "won't fit"
-        if self.ram_bytes <= 0.8 * self.available_bytes:
-            return "fits"
-        if self.ram_bytes <= self.available_bytes:
-            return "tight"
-        return "won't fit"
-
-
-def estimate_memory(
-    facts: ModelFacts, settings: ChatSettings, available_bytes: int | None = None, vram_free_bytes: int | None = None
-) -> MemoryEstimate:
-    """Weights (the file, memory-mapped) + KV cache for the context and cache type + work buffers,
-    split between VRAM (the layers the GPU-layers setting offloads) and RAM (the rest)."""
-    per_elem = _KV_BYTES_PER_ELEMENT.get(settings.kv_cache_type, 2.0)
-    kv = int(facts.block_count * settings.context_length * facts.kv_dims * per_elem)
-    # llama.cpp's compute buffers grow with the batch and the context; 5% + 64 MB is a fair bound.
-    overhead = int(0.05 * facts.size_bytes) + 64_000_000
-    if available_bytes is None:
-        available_bytes = int(psutil.virtual_memory().available)
-    gpu = 0
-    if vram_free_bytes and facts.block_count > 0:
-        layers = settings.gpu_layers
-        if layers == -1:
-            layers = gpu_layers_that_fit(facts, settings, vram_free_bytes)
-        if layers == -1 or layers > facts.block_count:  # all layers and the output
-            gpu = facts.size_bytes + kv
-        elif layers > 0:
-            per_layer = facts.size_bytes / (facts.block_count + 1) + kv / facts.block_count
-            gpu = int(layers * per_layer)
-    return MemoryEstimate(facts.size_bytes, kv, overhead, available_bytes, gpu, vram_free_bytes)
-
-
-def gpu_layers_that_fit(facts: ModelFacts, settings: ChatSettings, vram_free_bytes: int | None) -> int:
-    """What "auto" GPU layers means: as many repeating layers as fit in 90% of free VRAM.
-
-    Each layer costs its share of the weights plus its slice of the KV cache; a fixed reserve
-    covers llama.cpp's compute buffers on the device. No GPU (None) means 0 layers. When every
-    layer and the output fit, llama.cpp's -1 ("all") is returned.
-    """
-    if not vram_free_bytes or facts.block_count <= 0:
-        return 0
-    per_elem = _KV_BYTES_PER_ELEMENT.get(settings.kv_cache_type, 2.0)
-    weights_per_layer = facts.size_bytes / (facts.block_count + 1)  # the output layer counts as one more
-    kv_per_layer = settings.context_length * facts.kv_dims * per_elem
-    budget = 0.9 * vram_free_bytes - 256_000_000
-    if budget <= 0:
-        return 0
-    if budget >= (facts.block_count + 1) * weights_per_layer + facts.block_count * kv_per_layer:
-        return -1
-    return max(0, min(facts.block_count, int(budget // (weights_per_layer + kv_per_layer))))
+def estimate_memory(facts: ModelFacts, settings: ChatSettings, machine: Machine | None = None) -> FitEstimate:
+    """Where the model will live with these settings: the fit model's verdict and figures, the
+    same as every other page gives for this file and context."""
+    return fit.estimate(facts.size, settings.context_length, machine, settings.gpu_layers, settings.kv_cache_type)
 
 
 # -- replies ----------------------------------------------------------------------------------
@@ -326,7 +223,7 @@ class ChatEngine:
     """One loaded model. Not thread-safe by itself: the UI runs one engine job at a time."""
 
     def __init__(self) -> None:
-        self._llm = None
+        self._llm: Llama | None = None
         self.model_path: Path | None = None
         self.loaded_key: tuple | None = None
         self.template_override = ""
@@ -336,7 +233,7 @@ class ChatEngine:
         return self._llm is not None
 
     @property
-    def llm(self):
+    def llm(self) -> Llama | None:
         """The llama_cpp.Llama object (benchmarks and tests compare against it)."""
         return self._llm
 
@@ -344,11 +241,11 @@ class ChatEngine:
     @staticmethod
     def _resolve_gpu_layers(facts: ModelFacts, settings: ChatSettings) -> int:
         """A manual count goes to llama.cpp as is; "auto" (-1) becomes the count that fits."""
-        if settings.gpu_layers != -1:
+        if settings.gpu_layers != fit.AUTO_LAYERS:
             return settings.gpu_layers
-        from quantdesk.core.hardware import llama_backend
-
-        return gpu_layers_that_fit(facts, settings, llama_backend().vram_free_bytes)
+        return fit.gpu_layers_that_fit(
+            facts.size, settings.context_length, Machine.now().vram_free_bytes, settings.kv_cache_type
+        )
 
     def load(
         self,
@@ -473,7 +370,16 @@ class ChatEngine:
         import jinja2
 
         try:  # the prompt is rendered here, by the model's own template: a file's template can fail
-            chunks = self._llm.create_chat_completion(messages=msgs, stream=True, **self.completion_kwargs(settings))
+            # stream=True returns the chunk iterator (the stubs have no overload on `stream`); our
+            # role/content dicts are the shape of llama-cpp-python's message TypedDicts.
+            chunks = cast(
+                "Iterator[CreateChatCompletionStreamResponse]",
+                self._llm.create_chat_completion(
+                    messages=cast("list[ChatCompletionRequestMessage]", msgs),
+                    stream=True,
+                    **self.completion_kwargs(settings),
+                ),
+            )
         except (jinja2.TemplateError, ValueError, TypeError) as e:  # its raise_exception() raises ValueError
             raise ChatError(
                 f"the model's chat template failed on this conversation ({type(e).__name__}: {e}); "
@@ -486,7 +392,7 @@ class ChatEngine:
                     break
                 choice = chunk["choices"][0]
                 piece = choice.get("delta", {}).get("content")
-                if piece:
+                if isinstance(piece, str) and piece:
                     t_last = time.perf_counter()
                     if not t_first:
                         t_first = t_last
@@ -494,8 +400,8 @@ class ChatEngine:
                     if t_last >= next_report:
                         next_report = t_last + 0.03
                         report(Progress(stream.tokens, settings.max_tokens, "tokens", "Generating", "Generating"))
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
+                if reason := choice.get("finish_reason"):
+                    finish = reason
         except ValueError as e:  # llama-cpp-python says "Requested tokens ... exceed context window"
             raise ChatError(
                 f"the conversation no longer fits the model's context ({e}); start a new chat "
@@ -503,7 +409,7 @@ class ChatEngine:
             ) from None
         finally:
             with contextlib.suppress(Exception):
-                chunks.close()  # type: ignore[union-attr]
+                chunks.close()  # type: ignore[attr-defined]  # a generator at runtime; the stubs say Iterator
         report(Progress(stream.tokens, settings.max_tokens, "tokens", "Generating", "Generating"))
         text = stream.text
         stats.tokens = self.count_tokens(text) if text else 0

@@ -129,7 +129,8 @@ class Store:
             "INSERT INTO conversations(title, model_path, settings, created, updated) VALUES (?,?,?,?,?)",
             (title, str(model_path), json.dumps(settings or {}), now, now),
         )
-        return int(cur.lastrowid)
+        assert cur.lastrowid is not None  # set by every successful INSERT
+        return cur.lastrowid
 
     def conversation(self, conversation_id: int) -> Conversation | None:
         rows = self._read("SELECT * FROM conversations WHERE id=?", (conversation_id,))
@@ -178,12 +179,14 @@ class Store:
             conv = self.conversation(conversation_id)
             if conv is not None and conv.title == UNTITLED:
                 self.rename(conversation_id, title_from(content))
-        return int(cur.lastrowid)
+        assert cur.lastrowid is not None  # set by every successful INSERT
+        return cur.lastrowid
 
     def update_message(
         self, message_id: int, content: str, complete: bool | None = None, stats: dict[str, Any] | None = None
     ) -> None:
-        sets, args = ["content=?"], [content]
+        sets: list[str] = ["content=?"]
+        args: list[object] = [content]
         if complete is not None:
             sets.append("complete=?")
             args.append(int(complete))

@@ -9,9 +9,10 @@ any template exactly as the engine does, so tests and the settings panel preview
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter
+from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter, LlamaChatCompletionHandler
+from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ def render(
     formatter = Jinja2ChatFormatter(
         source, eos_token=eos_token, bos_token=bos_token, add_generation_prompt=add_generation_prompt
     )
-    return formatter(messages=messages).prompt
+    # The role/content dicts are the shape llama-cpp-python's message TypedDicts describe.
+    return formatter(messages=cast("list[ChatCompletionRequestMessage]", messages)).prompt
 
 
 class _FamilyFormatter(Jinja2ChatFormatter):
@@ -94,7 +96,7 @@ class _FamilyFormatter(Jinja2ChatFormatter):
         return response
 
 
-def chat_handler(llm: Any, key: str):
+def chat_handler(llm: Any, key: str) -> LlamaChatCompletionHandler:
     """A llama-cpp-python chat handler for built-in template `key`, for the loaded model `llm`."""
     if key not in TEMPLATES:
         raise KeyError(f"unknown chat template {key!r}; known: {', '.join(TEMPLATES)}")

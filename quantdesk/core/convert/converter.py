@@ -183,6 +183,7 @@ def prepare(request: ConvertRequest, float_outtype: str | None = None) -> Prepar
     w = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[family.gguf_arch])
     family.early_keys(w)
     qtypes, sizes = [], []
+    dtype: np.dtype[Any]
     for p in planned:
         qtype = _output_qtype(p, default_qtype)
         if qtype == gguf.GGMLQuantizationType.F32:
@@ -336,7 +337,9 @@ def write(
     except OSError as e:
         raise ConvertError(f"cannot write in {req.output.parent}: {e.strerror or e}") from None
     try:
-        w.fout = [out.file]
+        # gguf annotates fout as BufferedWriter, but only writes, tells and flushes: any binary file does
+        # (and os.fdopen gives a BufferedWriter at runtime; typeshed only says BinaryIO).
+        w.fout = [out.file]  # type: ignore[list-item]
         w.state = gguf.gguf_writer.WriterState.EMPTY
         w.write_header_to_file()
         w.write_kv_data_to_file()
@@ -354,7 +357,7 @@ def write(
                 report(Progress(done + _source_share(p, written, expected), total, "B", label, stage))
                 blob = convert_slice(part, qtype)
                 _check_finite(p, part, blob, qtype)
-                f.write(memoryview(blob).cast("B"))  # no copy of the slice
+                f.write(blob.data.cast("B"))  # no copy of the slice
                 written += blob.nbytes
             if written != expected:
                 raise ConvertError(f"tensor {p.name}: wrote {written} bytes, expected {expected}")

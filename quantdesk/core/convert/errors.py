@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from quantdesk.core.errors import QuantdeskError
 
-class ConvertError(Exception):
+
+class ConvertError(QuantdeskError):
     """A checkpoint cannot be converted; the message says why, in one line, for the CLI and the UI."""

@@ -52,6 +52,7 @@ class PlannedTensor:
         """The data in row slices (one slice when the transform needs the whole tensor)."""
         if self.source is None:
             arr = self.generated
+            assert arr is not None  # a tensor without a source is a generated one
             yield self.transform(arr) if self.transform is not None else arr
             return
         n_rows = self.rows if self.rows is not None else (self.source.shape[0] if self.source.shape else 1)

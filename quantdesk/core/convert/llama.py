@@ -8,7 +8,7 @@ when tokenizer.model exists; a 49152-token vocabulary (SmolLM2, Granite small) g
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gguf
 import numpy as np
@@ -26,7 +26,7 @@ def unpermute_rows(w: np.ndarray, n_head: int) -> np.ndarray:
 
 
 class LlamaFamily(Family):
-    hf_architectures = ("LlamaForCausalLM", "LLaMAForCausalLM")
+    hf_architectures: ClassVar[tuple[str, ...]] = ("LlamaForCausalLM", "LLaMAForCausalLM")
     gguf_arch = gguf.MODEL_ARCH.LLAMA
     # transformers' LlamaConfig defaults (head_dim: hidden_size / heads, filled in hyperparameters)
     config_defaults = {

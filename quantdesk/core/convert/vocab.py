@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -41,14 +42,15 @@ def read_sentencepiece_model(path: Path) -> list[SpmPiece]:
     pieces: list[SpmPiece] = []
     try:
         for field, wire, value in _proto_fields(data):
-            if field == 1 and wire == 2:
+            # isinstance only narrows: wire types 1, 2 and 5 carry bytes, wire type 0 an int.
+            if field == 1 and wire == 2 and isinstance(value, bytes):
                 piece, score, kind = b"", 0.0, SPM_NORMAL
                 for f2, w2, v2 in _proto_fields(value):
-                    if f2 == 1 and w2 == 2:
+                    if f2 == 1 and w2 == 2 and isinstance(v2, bytes):
                         piece = v2
-                    elif f2 == 2 and w2 == 5:
+                    elif f2 == 2 and w2 == 5 and isinstance(v2, bytes):
                         score = struct.unpack("<f", v2)[0]
-                    elif f2 == 3 and w2 == 0:
+                    elif f2 == 3 and w2 == 0 and isinstance(v2, int):
                         kind = v2
                 pieces.append(SpmPiece(piece, score, kind))
     except (IndexError, struct.error, ValueError):
@@ -58,9 +60,10 @@ def read_sentencepiece_model(path: Path) -> list[SpmPiece]:
     return pieces
 
 
-def _proto_fields(buf: bytes):
+def _proto_fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
     """(field number, wire type, value) for each field of a protobuf message."""
     pos, end = 0, len(buf)
+    value: int | bytes
     while pos < end:
         key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7

@@ -20,11 +20,13 @@ from typing import Any
 import gguf
 import numpy as np
 
+from quantdesk.core.errors import QuantdeskError
+
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 
 
-class GGUFError(Exception):
+class GGUFError(QuantdeskError):
     """A GGUF file is unreadable or unsafe to use; the message says why, in one line."""
 
 
@@ -294,3 +296,37 @@ def read_span(path: Path, start: int, end: int) -> bytes:
     with path.open("rb") as f:
         f.seek(start)
         return f.read(end - start)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The GGUF header's key/values; long arrays (the vocabulary) are left out.
+
+    Remembered while the file's size and time stamp stay the same (the Library and Chat both ask).
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _metadata_cache:
+        return dict(_metadata_cache[key])
+    idx = read_index(path)
+    meta = {k: kv.value for k, kv in idx.fields.items() if kv.value is not None}
+    if key is not None:
+        if len(_metadata_cache) > 64:
+            _metadata_cache.clear()
+        _metadata_cache[key] = meta
+    return dict(meta)
+
+
+_metadata_cache: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def metadata_count(value: Any) -> int:
+    """head_count_kv can be a per-layer list; the largest entry sizes the cache. A value that is
+    not a count (a damaged or hostile file) reads as 0, unknown: llama.cpp says what is wrong
+    when it loads the model."""
+    if isinstance(value, (list, tuple)):
+        return max([0, *(n for n in map(whole_number, value) if n is not None)])
+    return max(0, whole_number(value) or 0)

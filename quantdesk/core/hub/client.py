@@ -28,14 +28,15 @@ from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from quantdesk import __version__
-from quantdesk.core import hardware, renames
-from quantdesk.core.units import human_bytes
+from quantdesk.core import renames
+from quantdesk.core.errors import QuantdeskError
+from quantdesk.core.fit import FitEstimate, Machine, ModelSize, Verdict, default_gpu_layers, estimate
 
 # Metadata requests are small: a Hub that does not answer within this is reported, not waited on.
 API_TIMEOUT_S = 30.0
 
 
-class HubError(Exception):
+class HubError(QuantdeskError):
     """Talking to the Hub failed; the message says why and what to do, in one line."""
 
 
@@ -533,26 +534,12 @@ def group_files(files: Iterable[RemoteFile]) -> list[FileGroup]:
 
 
 # --------------------------------------------------------------------------------------------
-# Will it fit?
+# Will it fit? The one fit model (quantdesk.core.fit) answers; the Hub only supplies the shape.
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    """What sets the KV cache size. `source` says whether it is known or estimated."""
-
-    n_layers: int
-    n_kv_heads: int
-    head_dim: int
-    max_context: int | None = None
-    source: str = "estimate"
-
-    def kv_bytes(self, context: int) -> int:
-        """f16 K and V for every layer and position (llama.cpp's default cache type)."""
-        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * context * 2
-
-
-def shape_from_config(config: dict[str, Any]) -> ModelShape | None:
-    """A transformers config.json -> ModelShape (None when it lacks the numbers)."""
+def shape_from_config(config: dict[str, Any]) -> ModelSize | None:
+    """A transformers config.json -> the model's ModelSize without weights (each file has its own
+    size: ModelSize.with_weights), or None when the config lacks the numbers."""
     cfg = config.get("text_config", config) if isinstance(config.get("text_config"), dict) else config
     try:
         layers = int(cfg["num_hidden_layers"])
@@ -560,93 +547,22 @@ def shape_from_config(config: dict[str, Any]) -> ModelShape | None:
         hidden = int(cfg["hidden_size"])
     except (KeyError, TypeError, ValueError):
         return None
-    kv = int(cfg.get("num_key_value_heads") or heads)
+    kv_heads = int(cfg.get("num_key_value_heads") or heads)
     head_dim = int(cfg.get("head_dim") or hidden // max(heads, 1))
     ctx = cfg.get("max_position_embeddings")
-    return ModelShape(layers, kv, head_dim, int(ctx) if ctx else None, source="config.json")
+    return ModelSize(0, layers, 2 * kv_heads * head_dim, int(ctx) if ctx else None)
 
 
-def estimate_shape(parameters: int | None, weights_bytes: int, bits_per_weight: float) -> ModelShape:
+def estimate_shape(parameters: int | None, weights_bytes: int, bits_per_weight: float) -> ModelSize:
     """When no config is at hand: modern GQA models keep about 16 KB of KV cache per billion
     parameters per token (Llama-3-8B: 128 KB/token); we err on the large side."""
     params = parameters or int(weights_bytes * 8 / max(bits_per_weight, 1.0))
-    per_token = max(8192, int(params * 1.6e-5))  # bytes per token of context
-    # Express it as a shape so the arithmetic is the same as for known models.
-    return ModelShape(n_layers=1, n_kv_heads=1, head_dim=per_token // 4, source="estimate")
+    per_token = max(8192, int(params * 1.6e-5))  # bytes per token of context (f16 K and V)
+    # One "layer" holding the whole cache, so the arithmetic is the same as for known models.
+    return ModelSize(0, n_layers=1, kv_dims=per_token // 2, estimated=True)
 
 
-@dataclass(frozen=True)
-class Fit:
-    verdict: str  # "fits" | "tight" | "won't fit"
-    weights_bytes: int
-    kv_bytes: int
-    overhead_bytes: int
-    available_bytes: int
-    total_bytes: int
-    context: int
-    estimated: bool
-    vram_free_bytes: int | None = None  # None: no GPU offload in this llama.cpp build
-    on_gpu: bool = False  # the verdict is for all layers on the GPU
-
-    @property
-    def need_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.overhead_bytes
-
-    def explain(self) -> str:
-        approx = "≈ " if self.estimated else ""
-        text = (
-            f"needs {approx}{human_bytes(self.need_bytes)} (weights {human_bytes(self.weights_bytes)} + "
-            f"KV cache {human_bytes(self.kv_bytes)} for {self.context:,} tokens + runtime "
-            f"{human_bytes(self.overhead_bytes)}); {human_bytes(self.available_bytes)} of "
-            f"{human_bytes(self.total_bytes)} RAM free"
-        )
-        if self.vram_free_bytes is not None:
-            text += f", {human_bytes(self.vram_free_bytes)} VRAM free"
-            if self.on_gpu:
-                text += " (fits entirely on the GPU)"
-        return text
-
-
-def fit(
-    weights_bytes: int,
-    shape: ModelShape,
-    context: int,
-    memory: hardware.Memory | None = None,
-    vram_free_bytes: int | None = None,
-) -> Fit:
-    """Weights + KV cache + runtime buffers against free RAM, and free VRAM when given.
-
-    'fits' leaves a fifth of the free RAM for everything else (or fits in 90% of free VRAM, all
-    layers offloaded); 'tight' still fits in the machine's RAM but needs other apps closed (or
-    swaps); otherwise it won't fit. Callers pass the free VRAM from
-    quantdesk.core.hardware.llama_backend().vram_free_bytes (None on a CPU-only llama.cpp build).
-    """
-    mem = memory or hardware.memory()
-    kv = shape.kv_bytes(context)
-    overhead = 300_000_000 + weights_bytes // 20  # compute buffers, scratch, the process itself
-    need = weights_bytes + kv + overhead
-    on_gpu = vram_free_bytes is not None and need <= 0.9 * vram_free_bytes
-    if on_gpu or need <= 0.8 * mem.available_bytes:
-        verdict = "fits"
-    elif need <= 0.9 * mem.total_bytes:
-        verdict = "tight"
-    else:
-        verdict = "won't fit"
-    return Fit(
-        verdict,
-        weights_bytes,
-        kv,
-        overhead,
-        mem.available_bytes,
-        mem.total_bytes,
-        context,
-        estimated=shape.source == "estimate",
-        vram_free_bytes=vram_free_bytes,
-        on_gpu=on_gpu,
-    )
-
-
-def model_shape(details: RepoDetails, groups: list[FileGroup]) -> ModelShape:
+def model_shape(details: RepoDetails, groups: list[FileGroup]) -> ModelSize:
     """The best shape we can get cheaply: the repo's config.json, else its base model's, else an
     estimate from the parameter count. Network failures just fall back to the estimate."""
     names = {f.path for f in details.files}
@@ -670,43 +586,30 @@ def model_shape(details: RepoDetails, groups: list[FileGroup]) -> ModelShape:
 @dataclass(frozen=True)
 class GroupFit:
     group: FileGroup
-    fit: Fit
+    fit: FitEstimate
     recommended: bool = False
 
 
 def assess(
     groups: list[FileGroup],
-    shape: ModelShape,
+    shape: ModelSize,
     context: int,
-    memory: hardware.Memory | None = None,
-    vram_free_bytes: int | None = None,
+    machine: Machine | None = None,
+    gpu_layers: int | None = None,
 ) -> list[GroupFit]:
     """A verdict for every group, and the recommended one: the largest level that fits with room
-    to spare, preferring Q4_K_M..Q6_K (the sweet spot) over bigger files."""
-    mem = memory or hardware.memory()
-    out = [GroupFit(g, fit(g.size, shape, context, mem, vram_free_bytes)) for g in groups]
-    fitting = [x for x in out if x.group.kind == "gguf" and x.group.complete and x.fit.verdict == "fits"]
+    to spare, preferring Q4_K_M..Q6_K (the sweet spot) over bigger files. gpu_layers None: the
+    offload every page assumes (quantdesk.core.fit.default_gpu_layers)."""
+    machine = machine or Machine.now()
+    layers = default_gpu_layers(machine) if gpu_layers is None else gpu_layers
+    out = [GroupFit(g, estimate(shape.with_weights(g.size), context, machine, layers)) for g in groups]
+    fitting = [x for x in out if x.group.kind == "gguf" and x.group.complete and x.fit.verdict is Verdict.FITS]
     sweet = [x for x in fitting if (x.group.quant or "").removeprefix("UD-") in RECOMMENDED_RANGE]
     pool = sweet or [x for x in fitting if _quant_rank(x.group.quant) < 8.5] or fitting
     if pool:
         best = max(pool, key=lambda x: x.group.size)
         out = [GroupFit(x.group, x.fit, recommended=x is best) for x in out]
     return out
-
-
-def default_context(shape: ModelShape) -> int:
-    """The context we assess with unless the user picks one: 4096, or less if the model is smaller."""
-    return min(4096, shape.max_context or 4096)
-
-
-def params_text(n: int | None) -> str:
-    if not n:
-        return ""
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            v = n / div
-            return f"{v:.1f}{unit}" if v < 10 else f"{v:.0f}{unit}"
-    return str(n)
 
 
 @dataclass
@@ -716,7 +619,7 @@ class RepoView:
     details: RepoDetails
     readme: str
     groups: list[FileGroup]
-    shape: ModelShape
+    shape: ModelSize
     other_files: list[RemoteFile] = field(default_factory=list)
 
 

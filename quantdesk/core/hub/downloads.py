@@ -33,17 +33,22 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.utils import get_session, hf_raise_for_status
 
 from quantdesk.core import paths, renames, settings
+from quantdesk.core.errors import QuantdeskError
+from quantdesk.core.fit import default_context
 from quantdesk.core.hub import client as hub
 from quantdesk.core.hub.client import RemoteFile
 from quantdesk.core.jobs import Cancelled, CancelToken, Job, Progress, ProgressCallback
 from quantdesk.core.units import human_bytes
+
+if TYPE_CHECKING:
+    from _hashlib import HASH  # what hashlib's constructors return, in typeshed
 
 # No byte for this long: drop the connection and continue with a new Range request. It is also
 # how long a pause or cancel can take while a connection is stalled.
@@ -57,7 +62,7 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 1
 _BAD_CHARS = re.compile(r'[\x00-\x1f<>:"|?*\\]')
 
 
-class DownloadError(Exception):
+class DownloadError(QuantdeskError):
     """A download failed; the message says why and what to do, in one line."""
 
 
@@ -199,7 +204,7 @@ def plan(
     else:
         groups = hub.group_files(details.files)
         shape = hub.model_shape(details, groups)
-        assessed = hub.assess(groups, shape, hub.default_context(shape))
+        assessed = hub.assess(groups, shape, default_context(shape))
         pick = next((a.group for a in assessed if a.recommended), None)
         if pick is None:
             pick = next((g for g in groups if g.kind == "checkpoint"), None)
@@ -296,7 +301,7 @@ def check_disk_space(dest: Path, need: int) -> None:
 # The job
 
 
-def _hasher(f: RemoteFile):
+def _hasher(f: RemoteFile) -> tuple[HASH, str] | tuple[None, None]:
     """sha256 for LFS files; for small git files the blob id, which is sha1('blob <size>\\0' + data)."""
     if f.sha256:
         return hashlib.sha256(), f.sha256.lower()
@@ -473,6 +478,8 @@ class _Partial:
         self.file = f
         self.path = path
         self.have = path.stat().st_size if path.exists() else 0
+        self.hasher: HASH | None
+        self.expected: str | None
         self.hasher, self.expected = _hasher(f)
         if self.have > f.size:  # not the file we think it is: start it again
             path.write_bytes(b"")
@@ -480,6 +487,7 @@ class _Partial:
 
     def rehash(self, cancel: CancelToken) -> None:
         """Hash what an earlier run left on disk (the hash object itself cannot be saved)."""
+        assert self.hasher is not None  # _fetch rehashes only a file it can check
         with self.path.open("rb") as src:
             left = self.have
             while left:
@@ -503,7 +511,7 @@ class _Partial:
             self.path.write_bytes(b"")
 
     def verify(self) -> None:
-        if self.hasher is None:
+        if self.hasher is None or self.expected is None:  # _hasher gives both or neither
             return
         got = self.hasher.hexdigest()
         if got != self.expected:

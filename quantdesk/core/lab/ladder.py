@@ -30,16 +30,20 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quantdesk.core import paths, renames
+from quantdesk.core.errors import QuantdeskError
 from quantdesk.core.gguf.index import read_index
 from quantdesk.core.gguf.reader import GGUFError, file_type_name
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
 from quantdesk.core.quantize.plan import PlanError, file_type
 from quantdesk.core.resources import read_resource_text, resource
+
+if TYPE_CHECKING:  # llama_cpp is imported when a ladder runs, not at startup
+    from llama_cpp import Llama
 
 # The evaluation text shipped with the app (original prose on varied topics, about 3,000 tokens).
 BUILTIN_TEXT = ("lab", "eval_text.txt")  # in quantdesk/resources/
@@ -50,7 +54,7 @@ DEFAULT_CONTEXT = 512
 GENERATE_PROMPT = "The history of the printing press"
 
 
-class LabError(Exception):
+class LabError(QuantdeskError):
     """A ladder cannot run as asked; the message is one line for the user."""
 
 
@@ -205,7 +209,7 @@ class Measurement:
 EVAL_SLICE = 128  # tokens per llama.cpp call: the cancel is checked between slices
 
 
-def _load(path: Path, request: LadderRequest, logits_all: bool):
+def _load(path: Path, request: LadderRequest, logits_all: bool) -> Llama:
     """The model as llama.cpp runs it: with every position's logits for the quality pass, and as
     Chat loads it (the same thread count, logits for the last position only) for the speed pass."""
     import llama_cpp
@@ -228,7 +232,7 @@ def _load(path: Path, request: LadderRequest, logits_all: bool):
         raise LabError(f"{path.name}: llama.cpp could not load it ({e})") from None
 
 
-def _read(llm, chunk: list[int], cancel: CancelToken) -> float:
+def _read(llm: Llama, chunk: list[int], cancel: CancelToken) -> float:
     """Feed one chunk from an empty context, a slice at a time (the cancel is checked between
     slices); returns the seconds llama.cpp took."""
     llm.reset()
@@ -263,7 +267,9 @@ def measure(
     first = context // 2
     steps = len(chunks) + 2
     stage = f"Measuring {label}"
-    nll, kl, same = [], [], []
+    nll: list[np.ndarray] = []
+    kl: list[np.ndarray] = []
+    same: list[np.ndarray] = []
     llm = _load(path, request, logits_all=True)
     try:
         for c, chunk in enumerate(chunks):
@@ -278,6 +284,7 @@ def measure(
             s = score_chunk(logp, np.asarray(chunk[first + 1 : context]), None if reference is None else reference[c])
             nll.append(s.nll)
             if s.kl is not None:
+                assert s.same_top is not None  # score_chunk sets both with a reference, neither without
                 kl.append(s.kl)
                 same.append(s.same_top)
     finally:
@@ -306,7 +313,7 @@ def measure(
     )
 
 
-def _generation_speed(llm, request: LadderRequest, cancel: CancelToken) -> float:
+def _generation_speed(llm: Llama, request: LadderRequest, cancel: CancelToken) -> float:
     """Tokens per second generating greedily after a short prompt (choosing the token is not timed)."""
     if request.generate_tokens <= 0:
         return 0.0

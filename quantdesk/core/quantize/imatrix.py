@@ -20,13 +20,15 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gguf
 import numpy as np
 
+from quantdesk.core.errors import QuantdeskError
 from quantdesk.core.gguf.index import whole_number
 from quantdesk.core.gguf.reader import GGUFError, field_value, open_gguf
 
 
-class ImatrixError(Exception):
+class ImatrixError(QuantdeskError):
     """The imatrix file cannot be used; the message says why, in one line."""
 
 
@@ -92,7 +94,7 @@ def _load_gguf(path: Path) -> Imatrix:
     raise ImatrixError(problem)
 
 
-def _from_reader(path: Path, reader) -> Imatrix:  # noqa: ANN001 - gguf.GGUFReader
+def _from_reader(path: Path, reader: gguf.GGUFReader) -> Imatrix:
     tensors = {t.name: t for t in reader.tensors}
     im = Imatrix(path=path, format="gguf")
     for tname, t in tensors.items():

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import gguf
 import numpy as np
 
+from quantdesk.core.errors import QuantdeskError
 from quantdesk.core.gguf.index import GGUFIndex, whole_number
 
 T = gguf.GGMLQuantizationType
@@ -30,7 +31,7 @@ T = gguf.GGMLQuantizationType
 UNQUANTIZED = (T.F32, T.F16, T.BF16)
 
 
-class PlanError(Exception):
+class PlanError(QuantdeskError):
     """The plan cannot be made (bad option, a type we cannot write, a shape no type fits)."""
 
 
@@ -72,7 +73,8 @@ FILE_TYPES: dict[str, FileType] = {
 def parse_ggml_type(name: str) -> T:
     """'q8_0' or 'Q8_0' -> GGMLQuantizationType.Q8_0, as llama-quantize reads type names."""
     try:
-        return T[name.strip().upper()]
+        # Spelled out: mypy reads T[...] on the alias as a type application, not an enum lookup.
+        return gguf.GGMLQuantizationType[name.strip().upper()]
     except KeyError:
         raise PlanError(f"unknown tensor type {name!r}") from None
 

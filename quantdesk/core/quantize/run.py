@@ -33,6 +33,7 @@ import gguf
 import numpy as np
 
 from quantdesk import kquant
+from quantdesk.core.errors import QuantdeskError
 from quantdesk.core.gguf.index import read_index
 from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
@@ -61,7 +62,7 @@ SLICE_VALUES = 1 << 22
 SLICE_SECONDS = 0.2
 
 
-class QuantizeError(Exception):
+class QuantizeError(QuantdeskError):
     """Something the user can fix stops the run; the message says what, in one line."""
 
 
@@ -321,14 +322,14 @@ _SCALE_FIELDS: dict[T, tuple[int, tuple[int, ...]]] = {
     T.IQ4_XS: (136, (0,)),
 }
 # Float types by their bits: a value is NaN or Inf when, sign bit cleared, it is at least this.
-_FLOAT_BITS: dict[T, tuple[type, int, int]] = {
+_FLOAT_BITS: dict[T, tuple[type[np.unsignedinteger], int, int]] = {
     T.F32: (np.uint32, 0x7FFFFFFF, 0x7F800000),
     T.F16: (np.uint16, 0x7FFF, 0x7C00),
     T.BF16: (np.uint16, 0x7FFF, 0x7F80),
 }
 
 
-def first_nonfinite_byte(data: object, t: T) -> int | None:
+def first_nonfinite_byte(data: bytes | memoryview | np.ndarray, t: T) -> int | None:
     """Offset in `data` (whole blocks or values of type t) of the first value or block scale that
     is NaN or Inf; None when all are finite, or for a type whose layout is not checked here.
     Integer operations on the bits: several times faster than np.isfinite on float16."""
@@ -348,7 +349,7 @@ def first_nonfinite_byte(data: object, t: T) -> int | None:
     return int(np.argmax(bad)) * block_bytes if bad.any() else None
 
 
-def _check_finite(t: TensorPlan, data: object, dtype: T, first_row: int, source: bool) -> None:
+def _check_finite(t: TensorPlan, data: bytes | memoryview | np.ndarray, dtype: T, first_row: int, source: bool) -> None:
     """Raise QuantizeError naming the tensor and row when `data` (whole rows of `dtype`, starting
     at row `first_row` of the tensor) holds a NaN or Inf."""
     at = first_nonfinite_byte(data, dtype)
@@ -418,14 +419,11 @@ def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> Qu
                 label = f"Quantizing {_human_name(t.name)} ({i + 1}/{n})"
                 cancel.check()
                 report(Progress(done_in, total_in, "B", label, "Quantizing"))
-                written = _write_tensor(
-                    mm,
-                    t,
-                    prepared,
-                    out,
-                    cancel,
-                    lambda d, base=done_in, label=label: report(Progress(base + d, total_in, "B", label, "Quantizing")),
-                )
+
+                def progress(d: int, base: int = done_in, label: str = label) -> None:
+                    report(Progress(base + d, total_in, "B", label, "Quantizing"))
+
+                written = _write_tensor(mm, t, prepared, out, cancel, progress)
                 pad = -written % prepared.alignment
                 if pad:
                     out.write(bytes(pad))

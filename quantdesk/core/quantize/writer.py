@@ -142,7 +142,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
 
     Only names made by temp_name_for are considered, and only when the process id in the name is
     not running: a live writer's file is never removed (on Windows it could not be anyway)."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -167,13 +167,14 @@ class AtomicOutput:
         self.overwrite = overwrite
         self.temp_name: Path | None = None  # only when unnamed files are not available
         remove_stale_partials(dest.parent)  # e.g. a convert's intermediate, or a partial on macOS/Windows
-        self.fd = self._open_unnamed()
-        if self.fd is None:
+        fd = self._open_unnamed()
+        if fd is None:
             self.temp_name = temp_name_for(dest)
             # O_BINARY: without it Windows opens the descriptor in text mode and turns every
             # 0x0A byte written into 0x0D 0x0A, corrupting the model.
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            self.fd = os.open(self.temp_name, flags, 0o644)
+            fd = os.open(self.temp_name, flags, 0o644)
+        self.fd: int = fd
         self.file: BinaryIO = os.fdopen(self.fd, "wb", buffering=1 << 20)
         self._written = 0
         self._synced_to = 0
