@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from quantdesk.core.errors import printable
 from quantdesk.core.gguf.reader import read_info
 from quantdesk.core.units import human_bytes, human_params
 
@@ -14,12 +15,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="path to a .gguf file")
     p.add_argument("--json", action="store_true", help="print the facts as JSON")
     p.set_defaults(func=run)
-
-
-def printable(text: str) -> str:
-    """Metadata as it may be shown on a terminal: a file's name or architecture can hold escape
-    sequences (clearing the screen, retitling the window) or newlines; those are shown escaped."""
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -88,6 +88,16 @@ def explain(e: BaseException) -> str:
     return message if message is not None else f"an internal error ({type(e).__name__}: {e})"
 
 
+def printable(text: object) -> str:
+    """Text from a file (a tensor or entry name, a model's name, a file name) as it may appear in a
+    message or on a terminal. Such text can hold a newline, which would split the one-line message,
+    or escape sequences that clear the screen or retitle the window; every character that is not
+    printable is shown as its Python escape instead (\\n, \\x1b, \\u202e). This is the one place
+    that decides how: messages pass names from files through it (or through repr, which escapes the
+    same characters the same way)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(text))
+
+
 def as_sentence(text: str) -> str:
     """A clause as a sentence on its own: a capital first letter and a full stop."""
     text = text.strip()

@@ -106,3 +106,13 @@ def test_the_cli_says_an_os_error_in_one_line_with_exit_2(tmp_path: Path, starte
 def test_a_bad_option_is_a_usage_error(tmp_path: Path, starter_model: Path) -> None:
     r = _cli("quantize", str(starter_model), str(tmp_path / "o.gguf"), "--type", "Q8_0", "--threads", "0")
     assert (r.returncode, r.stderr) == (2, "quantdesk: --threads must be at least 1\n")
+
+
+def test_printable_escapes_what_a_terminal_would_act_on() -> None:
+    """The one function every message passes names from files through: newlines, escape sequences
+    and bidirectional overrides are shown as Python escapes; ordinary text, accents included, is kept."""
+    from quantdesk.core.errors import printable
+
+    assert printable("blk.0.\x1b[2J\nq\u202eweight\x00") == "blk.0.\\x1b[2J\\nq\\u202eweight\\x00"
+    assert printable("Modèle 日本") == "Modèle 日本"
+    assert printable(3) == "3"

@@ -105,3 +105,22 @@ def test_a_gguf_chunk_count_that_is_not_a_number_is_unknown(tmp_path: Path) -> N
     im = load_imatrix(path)
     assert im.chunk_count == 0
     np.testing.assert_array_equal(im.values["blk.0.attn_q.weight"], [0.5] * 4)
+
+
+def test_entry_names_from_the_file_are_escaped_in_messages(tmp_path: Path) -> None:
+    """An entry's name is the file's text: a newline split the one-line message, ESC[2J cleared the terminal."""
+    path = tmp_path / "evil.dat"
+    name = "blk.0.\x1b[2J\nattn_q.weight"
+    _write_dat(path, {name: (1, np.ones(8, dtype=np.float32))})
+    with pytest.raises(ImatrixError) as info:
+        load_imatrix(path).for_tensor(name, 576)
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    assert "blk.0.\\x1b[2J\\nattn_q.weight has 8 values" in str(info.value)
+    b = name.encode()
+    path.write_bytes(struct.pack("<i", 1) + struct.pack("<i", len(b)) + b + struct.pack("<ii", 1, 0))
+    with pytest.raises(ImatrixError, match=r"blk\.0\.\\x1b\[2J\\nattn_q\.weight has no values"):
+        load_imatrix(path)
+    path.write_bytes(struct.pack("<i", 1) + struct.pack("<i", len(b)) + b + b"\x01")
+    with pytest.raises(ImatrixError) as info:
+        load_imatrix(path)
+    assert "\n" not in str(info.value) and "while reading blk.0.\\x1b[2J\\nattn_q.weight" in str(info.value)

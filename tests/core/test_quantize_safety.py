@@ -565,3 +565,34 @@ def test_an_unusable_data_folder_does_not_stop_a_quantize(tmp_path: Path, monkey
     out_dir.mkdir()
     result = quantize_file(QuantizeRequest(_tiny_gguf(tmp_path / "t.gguf"), out_dir / "q.gguf", "Q8_0"))
     assert result.output.exists()
+
+
+HOSTILE_NAME = "blk.0.\x1b[2J\nq.weight"  # clears the screen, then a second line
+
+
+def test_tensor_names_from_the_file_are_escaped_in_messages(tmp_path: Path) -> None:
+    """A tensor name is the file's text: printed raw, a newline split the one-line message and
+    ESC[2J cleared the user's terminal. Every message shows it escaped (quantdesk.core.errors.printable)."""
+    bad = np.ones((8, 256), dtype=np.float32)
+    bad[1, 3] = np.nan
+    src = _llama_gguf(tmp_path / "src.gguf", {HOSTILE_NAME: bad})
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(QuantizeError) as info:
+        quantize_file(QuantizeRequest(src, out_dir / "q.gguf", "Q8_0"))
+    message = str(info.value)
+    assert "\n" not in message and "\x1b" not in message
+    assert message.startswith("blk.0.\\x1b[2J\\nq.weight: row 1 holds NaN or Inf values")
+    empty = _llama_gguf(tmp_path / "empty.gguf", {HOSTILE_NAME: np.zeros((0, 256), dtype=np.float32)})
+    with pytest.raises(QuantizeError, match=r"^blk\.0\.\\x1b\[2J\\nq\.weight: the tensor is empty"):
+        quantize_file(QuantizeRequest(empty, out_dir / "q.gguf", "Q8_0"))
+    labels: list[str] = []
+    quantize_file(
+        QuantizeRequest(
+            _llama_gguf(tmp_path / "ok.gguf", {HOSTILE_NAME: np.ones((8, 256), np.float32)}),
+            out_dir / "ok.gguf",
+            "Q8_0",
+        ),
+        lambda p: labels.append(p.message),
+    )
+    assert labels and not any("\x1b" in m or "\n" in m for m in labels)  # the progress line too

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from quantdesk.core.convert.errors import ConvertError
+from quantdesk.core.errors import printable
 
 # Floating-point dtypes a checkpoint may hold; anything else is refused with a clear message.
 FLOAT_DTYPES = {"F32": 4, "F16": 2, "BF16": 2}
@@ -168,7 +169,7 @@ def index_checkpoint(folder: Path) -> dict[str, LazyTensor]:
             if os.sep in part or "/" in part or "\\" in part or ":" in part or part.startswith("."):
                 raise ConvertError(f"{index_file.name}: malformed index (shard name {part!r})")
             if not (folder / part).is_file():
-                raise ConvertError(f"missing checkpoint shard: {part} (listed in {index_file.name})")
+                raise ConvertError(f"missing checkpoint shard: {printable(part)} (listed in {index_file.name})")
     else:
         part_names = sorted(
             p.name for p in folder.iterdir() if p.name.startswith("model") and p.name.endswith(".safetensors")

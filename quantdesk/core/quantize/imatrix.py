@@ -23,7 +23,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from quantdesk.core.errors import QuantdeskError
+from quantdesk.core.errors import QuantdeskError, printable
 from quantdesk.core.gguf.index import whole_number
 from quantdesk.core.gguf.reader import GGUFError, field_value, open_gguf
 
@@ -52,7 +52,7 @@ class Imatrix:
             if name in ("token_embd.weight", "per_layer_token_embd.weight"):
                 return None
             raise ImatrixError(
-                f"{self.path.name}: {name} has {v.size} values, the model's tensor needs {n_columns} "
+                f"{self.path.name}: {printable(name)} has {v.size} values, the model's tensor needs {n_columns} "
                 "(an imatrix made for another model?)"
             )
         return v
@@ -69,7 +69,7 @@ def load_imatrix(path: str | Path) -> Imatrix:
     im = _load_gguf(path) if head == b"GGUF" else _load_dat(path)
     for name, v in im.values.items():
         if not np.isfinite(v).all():
-            raise ImatrixError(f"{path.name}: {name} contains a value that is not finite")
+            raise ImatrixError(f"{path.name}: {printable(name)} contains a value that is not finite")
     if not im.values:
         raise ImatrixError(f"{path.name}: holds no importance data")
     return im
@@ -103,13 +103,13 @@ def _from_reader(path: Path, reader: gguf.GGUFReader) -> Imatrix:
         name = tname[: -len(".in_sum2")]
         counts_t = tensors.get(name + ".counts")
         if counts_t is None:
-            raise ImatrixError(f"{path.name}: {tname} has no matching .counts tensor")
+            raise ImatrixError(f"{path.name}: {printable(tname)} has no matching .counts tensor")
         if int(t.tensor_type) != 0 or int(counts_t.tensor_type) != 0:
-            raise ImatrixError(f"{path.name}: {name} is not stored as F32")
+            raise ImatrixError(f"{path.name}: {printable(name)} is not stored as F32")
         sums = np.asarray(t.data, dtype=np.float32).reshape(-1)
         counts = np.asarray(counts_t.data, dtype=np.float32).reshape(-1)
         if counts.size == 0 or sums.size % counts.size:
-            raise ImatrixError(f"{path.name}: {name} has {sums.size} sums for {counts.size} counts")
+            raise ImatrixError(f"{path.name}: {printable(name)} has {sums.size} sums for {counts.size} counts")
         per_row = sums.reshape(counts.size, -1)
         # a count of 0: that expert never saw input during calibration; llama.cpp uses weight 1
         safe = np.where(counts > 0, counts, np.float32(1)).astype(np.float32)
@@ -131,7 +131,7 @@ def _load_dat(path: Path) -> Imatrix:
     def take(n: int, what: str) -> bytes:
         nonlocal pos
         if pos + n > len(data):
-            raise ImatrixError(f"{path.name}: not an imatrix file, or truncated (while reading {what})")
+            raise ImatrixError(f"{path.name}: not an imatrix file, or truncated (while reading {printable(what)})")
         chunk = data[pos : pos + n]
         pos += n
         return chunk
@@ -149,7 +149,7 @@ def _load_dat(path: Path) -> Imatrix:
             raise ImatrixError(f"{path.name}: not an imatrix file (entry {i} has no readable name)") from None
         ncall, nval = struct.unpack("<ii", take(8, name))
         if nval < 1:
-            raise ImatrixError(f"{path.name}: {name} has no values")
+            raise ImatrixError(f"{path.name}: {printable(name)} has no values")
         sums = np.frombuffer(take(4 * nval, name), dtype="<f4").astype(np.float32)
         im.values[name] = (sums / np.float32(ncall)).astype(np.float32) if ncall > 0 else sums.copy()
     if pos + 4 <= len(data):  # optional trailer: chunk count and dataset name

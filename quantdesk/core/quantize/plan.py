@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import gguf
 import numpy as np
 
-from quantdesk.core.errors import QuantdeskError
+from quantdesk.core.errors import QuantdeskError, printable
 from quantdesk.core.gguf.index import GGUFIndex, whole_number
 
 T = gguf.GGMLQuantizationType
@@ -301,7 +301,7 @@ class _Rules:
         if self.p.n_expert > 1:
             m = re.match(r"blk\.(\d+)\.", name)
             if not m or int(m.group(1)) >= self.n_layer:
-                raise PlanError(f"cannot tell the layer of tensor {name}")
+                raise PlanError(f"cannot tell the layer of tensor {printable(name)}")
             return int(m.group(1))
         return counter
 
@@ -336,7 +336,9 @@ class _Rules:
             # a 32-value block type has no smaller block to step down to: F16, as llama.cpp does
             if block_size(t) <= 32:
                 return T.F16
-            raise PlanError(f"{name}: rows of {ncols} values do not fit type {t.name} and there is no fallback")
+            raise PlanError(
+                f"{printable(name)}: rows of {ncols} values do not fit type {t.name} and there is no fallback"
+            )
         t = _FALLBACK[t]
         return t if ncols % block_size(t) == 0 else T.F16
 
@@ -443,17 +445,17 @@ def make_plan(index: GGUFIndex, ft: FileType | str, opts: PlanOptions | None = N
     plan = Plan(file_type=ft)
     for t in src:
         if t.n_elements == 0:
-            raise PlanError(f"{t.name}: the tensor is empty (shape {list(t.shape)}); the model is damaged")
+            raise PlanError(f"{printable(t.name)}: the tensor is empty (shape {list(t.shape)}); the model is damaged")
         shape = ggml_shape(t.shape)
         dst = rules.choose(t.name, shape, t.type)
         if dst != t.type and t.type not in UNQUANTIZED and not opts.allow_requantize:
             raise PlanError(
-                f"the source is already quantized ({t.name} is {t.type.name}); "
+                f"the source is already quantized ({printable(t.name)} is {t.type.name}); "
                 "requantizing loses quality; allow it explicitly (--allow-requantize) to go on"
             )
         n_rows = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
         if shape[0] % block_size(dst):
-            raise PlanError(f"{t.name}: rows of {shape[0]} values do not fit type {dst.name}")
+            raise PlanError(f"{printable(t.name)}: rows of {shape[0]} values do not fit type {dst.name}")
         plan.tensors.append(
             TensorPlan(
                 name=t.name,

@@ -33,7 +33,7 @@ import gguf
 import numpy as np
 
 from quantdesk import kquant
-from quantdesk.core.errors import QuantdeskError
+from quantdesk.core.errors import QuantdeskError, printable
 from quantdesk.core.gguf.index import read_index
 from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
@@ -219,9 +219,9 @@ def prepare(request: QuantizeRequest) -> Prepared:
     can_write = writable_types()
     for t in plan.tensors:
         if t.converts and t.dst_type not in can_write:
-            raise QuantizeError(f"{t.name}: type {t.dst_type.name} cannot be written by this version")
+            raise QuantizeError(f"{printable(t.name)}: type {t.dst_type.name} cannot be written by this version")
         if t.converts and t.src_type not in can_write and t.src_type not in _GGUF_PY_DEQUANT:
-            raise QuantizeError(f"{t.name}: cannot read type {t.src_type.name} to requantize it")
+            raise QuantizeError(f"{printable(t.name)}: cannot read type {t.src_type.name} to requantize it")
         if imatrix is not None and t.converts:
             try:
                 imatrix.for_tensor(t.name, t.shape[0] * int(np.prod(t.shape[2:], dtype=np.int64)))
@@ -357,9 +357,9 @@ def _check_finite(t: TensorPlan, data: bytes | memoryview | np.ndarray, dtype: T
         return
     row = first_row + at // row_bytes(dtype, t.shape[0])
     if source:
-        raise QuantizeError(f"{t.name}: row {row} holds NaN or Inf values; the model is damaged")
+        raise QuantizeError(f"{printable(t.name)}: row {row} holds NaN or Inf values; the model is damaged")
     raise QuantizeError(
-        f"{t.name}: row {row} holds values too large for {dtype.name} (they would become Inf); "
+        f"{printable(t.name)}: row {row} holds values too large for {dtype.name} (they would become Inf); "
         "choose a level with more range"
     )
 
@@ -399,7 +399,8 @@ def _drop_pages(mm: mmap.mmap, start: int, stop: int) -> None:
 
 
 def _human_name(name: str) -> str:
-    return name[: -len(".weight")] if name.endswith(".weight") else name
+    """A tensor's name for the progress line (shown on a terminal: escaped, as in messages)."""
+    return printable(name[: -len(".weight")] if name.endswith(".weight") else name)
 
 
 def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> QuantizeResult:
@@ -521,7 +522,7 @@ def _write_tensor(
             try:
                 data = convert_rows(x, src_dtype, t.dst_type, im_e, prepared.request.threads)
             except ValueError as err:
-                raise QuantizeError(f"{t.name}: {err}") from None
+                raise QuantizeError(f"{printable(t.name)}: {err}") from None
             if first_nonfinite_byte(data, t.dst_type) is not None:
                 # a NaN or Inf weight (the kernels refuse those themselves), or one the type cannot hold
                 source_bad = not np.isfinite(_to_f32(x, src_dtype)).all()
@@ -539,7 +540,7 @@ def _write_tensor(
             elif took < SLICE_SECONDS / 4 and step < max_step:
                 step = min(max_step, step * 2)
     if written != t.dst_nbytes:  # would mean a wrong plan: never write a file with a broken layout
-        raise QuantizeError(f"{t.name}: wrote {written} bytes, the plan says {t.dst_nbytes}")
+        raise QuantizeError(f"{printable(t.name)}: wrote {written} bytes, the plan says {t.dst_nbytes}")
     return written
 
 
