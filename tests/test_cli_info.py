@@ -131,3 +131,32 @@ def test_a_closed_pipe_is_not_a_traceback(starter_model):
     err = p.stderr.read().decode()
     p.stderr.close()
     assert p.wait(timeout=60) == 141 and err == ""
+
+
+@pytest.mark.parametrize(
+    "kind, shown",
+    [("array", "unknown ([1, 2])"), ("inf", "unknown (inf)"), ("nan", "unknown (nan)"), ("bool", "unknown (True)")],
+)
+def test_a_file_type_that_is_not_a_number_reads_as_unknown(tmp_path, capsys, kind, shown):
+    """general.file_type as an array was a TypeError traceback, as inf an OverflowError."""
+    import gguf
+    import numpy as np
+
+    from quantdesk.cli import main
+
+    path = tmp_path / f"{kind}.gguf"
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    if kind == "array":
+        w.add_array("general.file_type", [1, 2])
+    elif kind == "bool":
+        w.add_bool("general.file_type", True)
+    else:
+        w.add_float32("general.file_type", float(kind))
+    w.add_tensor("a.weight", np.ones((4, 32), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    assert main(["info", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert f"File type:      {shown}\n" in out and err == ""

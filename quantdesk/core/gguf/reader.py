@@ -17,6 +17,7 @@ from typing import Any
 
 import gguf
 
+from quantdesk.core.errors import printable
 from quantdesk.core.gguf.index import GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, read_index, whole_number
 
 __all__ = ["GGUFError", "GGUF_MAGIC", "SUPPORTED_VERSIONS", "open_gguf", "read_info", "ModelInfo"]
@@ -73,15 +74,18 @@ class ModelInfo:
         return d
 
 
-def file_type_name(value: int | None) -> str:
-    """general.file_type number -> 'Q4_K_M' (as llama.cpp names it)."""
+def file_type_name(value: Any) -> str:
+    """general.file_type number -> 'Q4_K_M' (as llama.cpp names it).
+
+    The value is whatever the file holds: a number llama.cpp does not know, but also a string, a
+    float (inf, nan), a bool or an array; each reads as unknown, with the value shown escaped and
+    cut short (it came from the file)."""
     if value is None:
         return "unknown"
-    try:
-        name = gguf.LlamaFileType(int(value)).name
-    except ValueError:
-        return f"unknown ({value})"
-    return name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
+    n = whole_number(value)
+    if n is not None and n in {int(t) for t in gguf.LlamaFileType}:
+        return gguf.LlamaFileType(n).name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
+    return f"unknown ({printable(value)[:40]})"
 
 
 def read_info(path: str | Path) -> ModelInfo:
