@@ -14,6 +14,7 @@ folder, handed to quantdesk.core.quantize.run, and removed whatever happens.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -92,7 +93,7 @@ def describe_checkpoint(folder: Path) -> CheckpointInfo:
         family = family_for(folder, config)
         gguf_arch = gguf.MODEL_ARCH_NAMES[family.gguf_arch]
         tensors = index_checkpoint(folder)
-        params = sum(int(np.prod(t.shape)) if t.shape else 1 for t in tensors.values())
+        params = sum(math.prod(t.shape) for t in tensors.values())
         size = sum(t.nbytes for t in tensors.values())
         dtypes = sorted({t.dtype for t in tensors.values()})
         check_dtypes(tensors)
@@ -187,12 +188,12 @@ def prepare(request: ConvertRequest, float_outtype: str | None = None) -> Prepar
     for p in planned:
         qtype = _output_qtype(p, default_qtype)
         if qtype == gguf.GGMLQuantizationType.F32:
-            nbytes, dtype, shape = 4 * int(np.prod(p.shape)), np.dtype(np.float32), p.shape
+            nbytes, dtype, shape = 4 * math.prod(p.shape), np.dtype(np.float32), p.shape
         elif qtype == gguf.GGMLQuantizationType.F16:
-            nbytes, dtype, shape = 2 * int(np.prod(p.shape)), np.dtype(np.float16), p.shape
+            nbytes, dtype, shape = 2 * math.prod(p.shape), np.dtype(np.float16), p.shape
         else:  # BF16 is written as raw uint8 bytes, two per value
             shape = (*p.shape[:-1], p.shape[-1] * 2)
-            nbytes, dtype = int(np.prod(shape)), np.dtype(np.uint8)
+            nbytes, dtype = math.prod(shape), np.dtype(np.uint8)
         w.add_tensor_info(p.name, shape, dtype, nbytes, raw_dtype=qtype)
         qtypes.append(qtype)
         sizes.append(nbytes)

@@ -56,7 +56,7 @@ class PlannedTensor:
             yield self.transform(arr) if self.transform is not None else arr
             return
         n_rows = self.rows if self.rows is not None else (self.source.shape[0] if self.source.shape else 1)
-        per_row = max(1, int(np.prod(self.source.shape[1:])) if len(self.source.shape) > 1 else 1)
+        per_row = max(1, math.prod(self.source.shape[1:]))
         step = max(1, n_rows if (not self.row_local or len(self.source.shape) < 2) else SLICE_VALUES // per_row)
         for start in range(0, n_rows, step):
             arr = self.source.load_rows(start, min(n_rows, start + step))

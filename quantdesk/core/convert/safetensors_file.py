@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ KNOWN_DTYPES = {
     "U64": 8,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the format's own limit
+MAX_DIMENSION = 1 << 63  # GGUF stores dimensions as int64 for llama.cpp; a larger one cannot be written
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,12 @@ def _parse_entry(path: Path, name: str, meta: object, data_start: int, size: int
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*offsets, *shape]
     ):
         raise ConvertError(bad)
+    if any(d >= MAX_DIMENSION for d in shape):
+        raise ConvertError(f"{bad}: a dimension of {max(shape)} is too large")
     begin, end = offsets
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    # Python's integers are exact: numpy's int64 product wraps, and a wrapped product that matched
+    # the byte range passed this check and failed later in a reshape (or overflowed at 2^63).
+    count = math.prod(shape)
     if end < begin or end - begin != count * KNOWN_DTYPES[dtype]:
         raise ConvertError(f"{bad}: byte range does not match its shape")
     if data_start + end > size:
