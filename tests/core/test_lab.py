@@ -66,7 +66,7 @@ def test_a_model_compared_with_itself_shows_no_divergence(f16_small: Path) -> No
     """The KL machinery end to end: llama.cpp on the CPU is deterministic, so the source read twice
     gives exactly its own distributions back."""
     request = LadderRequest(f16_small, ["Q8_0"], **SMALL)
-    tokens, bos, n_vocab = ladder._tokens(request)
+    tokens, bos, n_vocab = ladder.evaluation_tokens(request)
     chunks = ladder.chunks_of(tokens, request.context, request.tokens, bos)
     ref = np.zeros((len(chunks), request.context - 1 - request.context // 2, n_vocab), np.float32)
     first = ladder.measure(f16_small, chunks, request, None, ref, _quiet, CancelToken(), "F16")

@@ -433,7 +433,7 @@ def _make_level(request: LadderRequest, level: str, report: ProgressCallback, ca
     return out
 
 
-def _tokens(request: LadderRequest) -> tuple[list[int], int | None, int]:
+def evaluation_tokens(request: LadderRequest) -> tuple[list[int], int | None, int]:
     """The evaluation text as the source's tokens, its BOS token if it uses one, and the size of
     its vocabulary (the width of every row of next-token probabilities)."""
     import llama_cpp
@@ -459,7 +459,7 @@ def run_ladder(request: LadderRequest, report: ProgressCallback, cancel: CancelT
     request.source = Path(request.source)
     _check(request)
     levels = [(level, _make_level(request, level, report, cancel)) for level in request.levels]
-    tokens, bos, n_vocab = _tokens(request)
+    tokens, bos, n_vocab = evaluation_tokens(request)
     chunks = chunks_of(tokens, request.context, request.tokens, bos)
     first = request.context // 2
     positions = request.context - 1 - first
