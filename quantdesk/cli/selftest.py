@@ -25,18 +25,16 @@ def _check_native() -> str:
 
 
 def _check_llama() -> str:
-    from quantdesk.core.hardware import llama_backend
+    from quantdesk.core.hardware import describe_backend, llama_backend
 
     b = llama_backend()
-    gpu = "GPU offload compiled in" if b.gpu_offload else "CPU only (no GPU offload compiled in)"
-    devices = ", ".join(b.devices) or "none listed"
-    return f"llama-cpp-python {b.version}; {gpu}; devices: {devices}\n    {b.system_info}"
+    return f"{describe_backend(b)}; devices: {', '.join(b.devices) or 'none listed'}\n    {b.system_info}"
 
 
 def _check_window() -> str:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from quantdesk.ui.app import make_application
-    from quantdesk.ui.lab_page import LabPage
+    from quantdesk.ui.lab import LabPage
     from quantdesk.ui.main_window import MainWindow
 
     app = make_application([])

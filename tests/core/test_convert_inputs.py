@@ -350,20 +350,35 @@ def test_nan_inf_or_f16_overflow_in_the_weights(
 @pytest.mark.parametrize(
     "changes, match",
     [
-        (
-            {"rms_norm_eps": "tiny"},
-            "give llama.attention.layer_norm_rms_epsilon the value 'tiny', which is not a valid float32",
-        ),
-        ({"max_position_embeddings": "4k"}, "give llama.context_length the value '4k', which is not a valid uint32"),
+        ({"rms_norm_eps": "tiny"}, "config.json: rms_norm_eps is 'tiny', not a number"),
+        ({"max_position_embeddings": "4k"}, "config.json: max_position_embeddings is '4k', not a whole number"),
         ({"rope_scaling": "linear"}, "config.json: rope_scaling should be an object, not 'linear'"),
-        ({"rope_scaling": {"type": "linear", "factor": "x"}}, "llama.rope.scaling.factor the value 'x'"),
-        ({"num_attention_heads": 3}, r"q_proj.weight: 64 rows cannot be split into 3 heads \(num_attention_heads"),
-        ({"num_key_value_heads": "2"}, r"k_proj.weight: 32 rows cannot be split into '2' heads"),
-        ({"vocab_size": "320"}, "config.json: vocab_size is '320', not a positive integer"),
+        ({"rope_scaling": {"type": "linear", "factor": "x"}}, "config.json: rope_scaling: factor is 'x', not a number"),
+        ({"num_attention_heads": 3}, r"q_proj.weight: 64 rows, but config.json gives 3 heads of 21"),
+        ({"num_key_value_heads": "2"}, "config.json: num_key_value_heads is '2', not a whole number"),
+        ({"vocab_size": "320"}, "config.json: vocab_size is '320', not a whole number"),
         ({"architectures": [["LlamaForCausalLM"]]}, r"architecture \['LlamaForCausalLM'\] is not supported"),
         ({"text_config": {"architectures": [[1]]}}, r"architecture \[1\] is not supported"),
         ({"rope_parameters": {"full_attention": "x"}}, "full_attention and sliding_attention should be objects"),
-        ({"rope_scaling": {"rope_type": "llama3", "factor": "x"}}, "rope_scaling of type llama3 needs numbers"),
+        ({"rope_scaling": {"rope_type": "llama3", "factor": "x"}}, "rope_scaling: factor is 'x', not a number"),
+        # each of these reached gguf's writer or unpermute_rows ("x" was written as a string array)
+        ({"intermediate_size": 2.5}, "config.json: intermediate_size is 2.5, not a whole number"),
+        ({"intermediate_size": "x"}, "config.json: intermediate_size is 'x', not a whole number"),
+        ({"num_key_value_heads": 0.5}, "config.json: num_key_value_heads is 0.5, not a whole number"),
+        ({"num_key_value_heads": 1e308}, "config.json: num_key_value_heads is 1e[+]308, not a whole number"),
+        ({"num_attention_heads": True}, "config.json: num_attention_heads is True, not a whole number"),
+        ({"hidden_size": "x"}, "config.json: hidden_size is 'x', not a whole number"),
+        ({"num_attention_heads": 0}, "config.json: num_attention_heads is 0, outside 1 to 4294967295"),
+        ({"hidden_size": 1 << 40}, "config.json: hidden_size is 1099511627776, outside 1 to 4294967295"),
+        ({"rope_theta": 1e308}, "config.json: rope_theta is 1e[+]308, not a finite number a GGUF float32 can hold"),
+        ({"rms_norm_eps": 10**400}, "config.json: rms_norm_eps is 1000000.*, not a finite number"),
+        ({"max_position_embeddings": 0}, "config.json: max_position_embeddings is 0, outside 1 to 4294967295"),
+        # checked against the weights before any work in proportion to them (hangs, 1.3 GB, a bad file)
+        ({"num_hidden_layers": 32_000}, "config.json: num_hidden_layers is 32000, but the weights hold layers 0 to 1"),
+        ({"num_hidden_layers": 10**9}, "num_hidden_layers is 1000000000, but the weights hold layers 0 to 1"),
+        ({"num_hidden_layers": 1}, "config.json: num_hidden_layers is 1, but the weights hold layers 0 to 1"),
+        ({"vocab_size": 10**9}, "config.json: vocab_size is 1000000000, but the token embedding has 320 rows"),
+        ({"head_dim": 1 << 30}, r"q_proj.weight: 64 rows, but config.json gives 4 heads of 1073741824"),
     ],
 )
 def test_config_values_of_the_wrong_type(ckpt: Path, tmp_path: Path, changes: dict, match: str) -> None:
@@ -376,7 +391,7 @@ def test_config_values_of_the_wrong_type(ckpt: Path, tmp_path: Path, changes: di
     "case, match",
     [
         ("tokenizer_config-list", "tokenizer_config.json: not a JSON object"),
-        ("added-token-id-not-a-number", r"the tokenizer files are malformed \(ValueError"),
+        ("added-token-id-not-a-number", "tokenizer_config.json: added_tokens_decoder has the id 'x', not a token id"),
         ("generation_config-list", "give general.sampling.top_k the value \\[1\\], which is not a valid int32"),
         ("deeply-nested-config", r"config.json: not valid JSON \(RecursionError\)"),
         ("weights-are-a-folder", r"model.safetensors: cannot read \(Is a directory\)"),
@@ -485,3 +500,107 @@ def test_long_output_names(ckpt: Path, tmp_path: Path) -> None:
         with pytest.raises(ConvertError, match="File name too long"):
             convert(ConvertRequest(ckpt, out_dir / ("b" * 300 + ".gguf"), outtype))
     assert {n[:3] for n in (p.name for p in out_dir.iterdir())} == {"aaa"}
+
+
+@pytest.fixture(scope="module")
+def pristine_phi3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pristine") / "tiny-phi3"
+    recipes.tiny_phi3_spm(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pristine_gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("pristine") / "tiny-gemma3"
+    recipes.tiny_gemma3_spm(folder)
+    return folder
+
+
+def _rope_scaling(folder: Path, **changes: object) -> None:
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    cfg["rope_scaling"].update(changes)
+    (folder / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("orig-a-list", r"config.json: original_max_position_embeddings is \[4096\], not a whole number"),
+        ("orig-0", "config.json: original_max_position_embeddings is 0, outside 1 to"),
+        ("orig-1", "config.json: original_max_position_embeddings is 1; LongRoPE needs at least 2"),
+        ("short-a-string", "config.json: rope_scaling.short_factor should be a list of numbers, not 'abc'"),
+        ("long-nested", r"config.json: rope_scaling.long_factor should be a list of numbers, not \[\[1.0\]"),
+        ("long-with-null", "config.json: rope_scaling.long_factor should be a list of numbers"),
+        ("long-with-a-bool", "config.json: rope_scaling.long_factor should be a list of numbers"),
+    ],
+)
+def test_phi3_rope_settings(pristine_phi3: Path, tmp_path: Path, case: str, match: str) -> None:
+    """0 or 1 was a ZeroDivisionError, a list a TypeError; factors that are not a flat list of
+    numbers reached numpy (a ValueError traceback, or a string turned into an array)."""
+    folder = tmp_path / "in" / "tiny-phi3"
+    shutil.copytree(pristine_phi3, folder)
+    half = 64 // 4 // 2
+    if case.startswith("orig-"):
+        _edit_config(folder, original_max_position_embeddings={"a-list": [4096], "0": 0, "1": 1}[case[5:]])
+    elif case == "short-a-string":
+        _rope_scaling(folder, short_factor="abc")
+    elif case == "long-nested":
+        _rope_scaling(folder, long_factor=[[1.0]] * half)
+    elif case == "long-with-null":
+        _rope_scaling(folder, long_factor=[None] * half)
+    elif case == "long-with-a-bool":
+        _rope_scaling(folder, long_factor=[True] * half)
+    _refused(folder, tmp_path / "out", match)
+
+
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("decoder-a-list", r"tokenizer_config.json: added_tokens_decoder should be an object, not \[1\]"),
+        ("entry-a-string", "tokenizer_config.json: added token 1 should be an object with a string content"),
+        ("entry-without-content", "tokenizer_config.json: added token 1 should be an object with a string content"),
+        ("content-a-number", "tokenizer_config.json: added token 1 should be an object with a string content"),
+        ("negative-id", "tokenizer_config.json: added_tokens_decoder has the id '-1', not a token id"),
+        ("rope_parameters-a-string", "config.json: rope_parameters should be an object, not 'x'"),
+        ("rope_scaling-a-list", r"config.json: rope_scaling should be an object, not \[8\]"),
+        ("tokenizer.json-model-a-list", r"tokenizer.json: its model should be an object, not \[\]"),
+        ("tokenizer.json-model-a-string", "tokenizer.json: its model should be an object, not 'BPE'"),
+    ],
+)
+def test_gemma3_tokenizer_and_rope_files(pristine_gemma3: Path, tmp_path: Path, case: str, match: str) -> None:
+    """Each was a traceback, several from Gemma 3's plan() (which reads the vocabulary), outside any handler."""
+    folder = tmp_path / "in" / "tiny-gemma3"
+    shutil.copytree(pristine_gemma3, folder)
+    config_file = folder / "tokenizer_config.json"
+    tok_config = json.loads(config_file.read_text(encoding="utf-8"))
+    decoder = tok_config["added_tokens_decoder"]
+    if case == "decoder-a-list":
+        tok_config["added_tokens_decoder"] = [1]
+    elif case == "entry-a-string":
+        decoder["1"] = "<s>"
+    elif case == "entry-without-content":
+        del decoder["1"]["content"]
+    elif case == "content-a-number":
+        decoder["1"]["content"] = 5
+    elif case == "negative-id":
+        decoder["-1"] = decoder["1"]
+    elif case == "rope_parameters-a-string":
+        _edit_config(folder, rope_parameters="x")
+    elif case == "rope_scaling-a-list":
+        _edit_config(folder, rope_scaling=[8])
+    elif case.startswith("tokenizer.json-model"):
+        (folder / "tokenizer.model").unlink()
+        model = [] if case.endswith("list") else "BPE"
+        (folder / "tokenizer.json").write_text(json.dumps({"model": model}), encoding="utf-8")
+    config_file.write_text(json.dumps(tok_config), encoding="utf-8")
+    _refused(folder, tmp_path / "out", match)
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"temperature"', "17"])
+def test_a_generation_config_that_is_not_an_object(pristine_gemma3: Path, tmp_path: Path, content: str) -> None:
+    """generation_config.json holding a list or a string was an AttributeError traceback (ours, and
+    gguf's Metadata, which reads it too); like tokenizer_config.json, it must be an object."""
+    folder = tmp_path / "in" / "tiny-gemma3"
+    shutil.copytree(pristine_gemma3, folder)
+    (folder / "generation_config.json").write_text(content, encoding="utf-8")
+    _refused(folder, tmp_path / "out", "^generation_config.json: not a JSON object$")

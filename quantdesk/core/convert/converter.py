@@ -141,7 +141,7 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ConvertError(f"{folder.name}: no config.json (not a Hugging Face checkpoint folder?)")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:
         raise ConvertError(f"config.json: not valid JSON ({type(e).__name__})") from None
     except OSError as e:
         raise ConvertError(f"config.json: cannot read ({e.strerror})") from None
@@ -232,6 +232,15 @@ def _check_metadata(w: gguf.GGUFWriter) -> None:
 def _set_general_metadata(w: gguf.GGUFWriter, folder: Path) -> None:
     """general.* keys from the model card, config and folder name, with gguf's own Metadata."""
     total, shared, expert, expert_count = w.get_total_parameter_count()
+    gen_file = folder / "generation_config.json"
+    gen: Any = None
+    if gen_file.is_file():
+        try:
+            gen = json.loads(gen_file.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError, OSError):
+            gen = None  # unreadable: left out, as when there is none
+        if gen is not None and not isinstance(gen, dict):  # gguf's Metadata and we call .get on it
+            raise ConvertError("generation_config.json: not a JSON object")
     try:
         meta = gguf.Metadata.load(None, folder, None, total)
     except Exception as e:  # a model card gguf cannot parse (YAML, JSON) is the user's file, not our bug
@@ -239,14 +248,9 @@ def _set_general_metadata(w: gguf.GGUFWriter, folder: Path) -> None:
         raise ConvertError(
             f"cannot read the model card or config for general metadata ({type(e).__name__}: {problem})"[:200]
         ) from None
-    gen_file = folder / "generation_config.json"
-    if meta.sampling_penalty_repeat is None and gen_file.is_file():
+    if meta.sampling_penalty_repeat is None and isinstance(gen, dict):
         # the reference's gguf-py also reads transformers' name for the repeat penalty
-        try:
-            gen = json.loads(gen_file.read_text(encoding="utf-8"))
-            meta.sampling_penalty_repeat = gen.get("penalty_repeat", gen.get("repetition_penalty"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError):
-            pass
+        meta.sampling_penalty_repeat = gen.get("penalty_repeat", gen.get("repetition_penalty"))
     if meta.name is None:
         meta.name = folder.name
     if meta.size_label is None and total > 0:

@@ -10,6 +10,7 @@ only what differs.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 from quantdesk.core.convert import vocab
 from quantdesk.core.convert.errors import ConvertError
 from quantdesk.core.convert.safetensors_file import LazyTensor
+from quantdesk.core.errors import printable
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -81,8 +83,17 @@ class Family:
         except KeyError as e:
             raise ConvertError(f"config.json: {e.args[0]!r} is missing") from None
         self.block_count = int(self.hp["num_hidden_layers"])
-        self.tensor_map = gguf.get_tensor_name_map(self.gguf_arch, self.block_count)
         self.rope = self.rope_parameters(self.hp)
+        self.check_values()
+        self._tensor_map: gguf.TensorNameMap | None = None
+
+    @property
+    def tensor_map(self) -> gguf.TensorNameMap:
+        """gguf's name map, built for block_count blocks (work proportional to it: built only once
+        plan() has checked num_hidden_layers against the layers the weights hold)."""
+        if self._tensor_map is None:
+            self._tensor_map = gguf.get_tensor_name_map(self.gguf_arch, self.block_count)
+        return self._tensor_map
 
     # ---- hyperparameters -------------------------------------------------------------------
     def hyperparameters(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -98,24 +109,33 @@ class Family:
             and "num_key_value_heads" not in self.config_defaults
         ):
             hp["num_key_value_heads"] = hp["num_attention_heads"]
-        for key in ("num_hidden_layers", "hidden_size", "num_attention_heads"):
-            if not isinstance(hp.get(key), int) or hp[key] <= 0:
-                raise ConvertError(f"config.json: {key} is missing or not a positive integer")
-        if hp.get("vocab_size") is not None and (not isinstance(hp["vocab_size"], int) or hp["vocab_size"] <= 0):
-            raise ConvertError(f"config.json: vocab_size is {hp['vocab_size']!r}, not a positive integer")
+        for key in REQUIRED_KEYS:  # checked here already: subclasses derive head_dim from them
+            if hp.get(key) is None:
+                raise ConvertError(f"config.json: {key} is missing")
+            check_count("config.json", key, hp[key], 1)
         return hp
+
+    def check_values(self) -> None:
+        """Every config.json value a family reads, checked once for its type and range before any
+        planning: a string, a bool, 2.5 or 1e308 where a count belongs reached the tensor-name map,
+        unpermute_rows or gguf's writer (tracebacks, hangs; "x" was even written as a string array)."""
+        for key in COUNT_KEYS:
+            check_count("config.json", key, self.hp.get(key), 1)
+        for key in COUNT_OR_ZERO_KEYS:
+            check_count("config.json", key, self.hp.get(key), 0)
+        for key in NUMBER_KEYS:
+            check_number("config.json", key, self.hp.get(key))
+        parts = [k for k in ("full_attention", "sliding_attention") if k in self.rope]
+        for where, rope in [(f"rope_parameters.{k}", self.rope[k]) for k in parts] or [("rope_scaling", self.rope)]:
+            for key in ROPE_COUNT_KEYS:
+                check_count(f"config.json: {where}", key, rope.get(key), 1)
+            for key in ROPE_NUMBER_KEYS:
+                check_number(f"config.json: {where}", key, rope.get(key))
 
     def rope_parameters(self, hp: dict[str, Any]) -> dict[str, Any]:
         """RoPE settings in one dict, as transformers presents them (rope_parameters)."""
-        raw = hp.get("rope_parameters") or hp.get("rope_scaling") or {}
-        if not isinstance(raw, dict):
-            raise ConvertError(f"config.json: rope_scaling should be an object, not {raw!r:.60}")
-        rope = dict(raw)
+        rope = rope_object(hp, "rope_parameters") or rope_object(hp, "rope_scaling")
         if "full_attention" in rope or "sliding_attention" in rope:
-            if not all(isinstance(rope.get(k, {}), dict) for k in ("full_attention", "sliding_attention")):
-                raise ConvertError(
-                    "config.json: rope_parameters' full_attention and sliding_attention should be objects"
-                )
             return rope
         if "rope_type" not in rope and rope.get("type") is not None:
             rope["rope_type"] = rope["type"]
@@ -220,7 +240,51 @@ class Family:
     def transform(self, hf_name: str, gguf_name: str, t: LazyTensor) -> Transform | None:
         return None
 
+    def check_against_tensors(self, tensors: dict[str, LazyTensor]) -> None:
+        """config.json's sizes against the weights that are really there, before any work in
+        proportion to them: a num_hidden_layers of 10^9 built a name map for every block (never
+        finishing), 32,000 wrote a model claiming 32,000 blocks with 2 layers of tensors, and a
+        vocab_size of 10^9 built a list of that many padding tokens. transformers itself makes
+        exactly num_hidden_layers layers and a vocab_size-row embedding, so a checkpoint that
+        differs is damaged or mislabelled."""
+        layers: set[int] = set()
+        embed_rows: int | None = None
+        q_rows: list[tuple[str, int]] = []
+        for hf_name, t in tensors.items():
+            name = self.keep(hf_name)
+            if name is None:
+                continue
+            if (m := _LAYER.search(name)) is not None:
+                layers.add(int(m.group(1)))
+            rows = t.shape[0] if t.shape else 1
+            if name.endswith("embed_tokens.weight"):
+                embed_rows = rows
+            elif name.endswith("q_proj.weight"):
+                q_rows.append((hf_name, rows))
+        n = self.block_count
+        top = max(layers, default=-1)
+        if len(layers) != n or top != n - 1:  # i.e. layers != {0, ..., n - 1}, without making that set
+            held = f"layers 0 to {top}" if layers else "no layers"
+            gap = next((i for i in range(top) if i not in layers), None)  # at most len(layers) + 1 steps
+            missing = f" (none for layer {gap})" if gap is not None else ""
+            raise ConvertError(f"config.json: num_hidden_layers is {n}, but the weights hold {held}{missing}")
+        vocab_size = self.hp.get("vocab_size")
+        if embed_rows is None:
+            raise ConvertError("the weights have no token embedding (model.embed_tokens.weight)")
+        if vocab_size is not None and vocab_size != embed_rows:
+            raise ConvertError(
+                f"config.json: vocab_size is {vocab_size}, but the token embedding has {embed_rows} rows"
+            )
+        head_dim = self.hp.get("head_dim") or self.hp["hidden_size"] // self.hp["num_attention_heads"]
+        for hf_name, rows in q_rows:
+            if rows != self.hp["num_attention_heads"] * head_dim:
+                raise ConvertError(
+                    f"{printable(hf_name)}: {rows} rows, but config.json gives {self.hp['num_attention_heads']} "
+                    f"heads of {head_dim} (num_attention_heads, head_dim)"
+                )
+
     def plan(self, tensors: dict[str, LazyTensor]) -> list[PlannedTensor]:
+        self.check_against_tensors(tensors)
         planned = self.extra_tensors()
         for hf_name, t in tensors.items():
             name = self.keep(hf_name)
@@ -234,6 +298,93 @@ class Family:
                 raise ConvertError(f"two checkpoint tensors map to the same GGUF tensor {p.name!r}")
             seen.add(p.name)
         return planned
+
+
+REQUIRED_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads")
+# config.json values by what they must be. Counts and lengths are written as GGUF uint32;
+# the other numbers as float32, so neither may be larger than those hold.
+COUNT_KEYS = (
+    *REQUIRED_KEYS,
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+    "head_dim",
+    "max_position_embeddings",
+    "n_ctx",
+    "n_positions",
+    "max_length",
+    "original_max_position_embeddings",
+)
+COUNT_OR_ZERO_KEYS = ("sliding_window", "sliding_window_pattern")
+NUMBER_KEYS = (
+    "rope_theta",
+    "rope_local_base_freq",
+    "rms_norm_eps",
+    "layer_norm_eps",
+    "layer_norm_epsilon",
+    "norm_epsilon",
+    "partial_rotary_factor",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
+)
+ROPE_COUNT_KEYS = ("original_max_position_embeddings",)
+ROPE_NUMBER_KEYS = (
+    "factor",
+    "rope_theta",
+    "low_freq_factor",
+    "high_freq_factor",
+    "extrapolation_factor",
+    "attention_factor",
+    "attn_factor",
+    "beta_fast",
+    "beta_slow",
+    "partial_rotary_factor",
+)
+MAX_COUNT = (1 << 32) - 1
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+def check_count(where: str, key: str, value: Any, minimum: int) -> None:
+    """A whole number from `minimum` to MAX_COUNT (not a bool, which JSON's true would be); None is absent."""
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConvertError(f"{where}: {key} is {value!r:.60}, not a whole number")
+    if not minimum <= value <= MAX_COUNT:
+        raise ConvertError(f"{where}: {key} is {value}, outside {minimum} to {MAX_COUNT}")
+
+
+def check_number(where: str, key: str, value: Any) -> None:
+    """A finite number that fits a float32 (not a bool); None is absent."""
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConvertError(f"{where}: {key} is {value!r:.60}, not a number")
+    if not is_float32(value):
+        raise ConvertError(f"{where}: {key} is {value!r:.60}, not a finite number a GGUF float32 can hold")
+
+
+def is_float32(value: Any) -> bool:
+    """A number (not a bool) that a GGUF float32 holds: finite and within its range. Compared
+    exactly, so an integer too large for a float (10^400 in JSON) is no OverflowError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return abs(value) <= FLOAT32_MAX
+
+
+def rope_object(hp: dict[str, Any], key: str) -> dict[str, Any]:
+    """hp[key] (rope_parameters or rope_scaling) as a new dict; {} when absent or null."""
+    raw = hp.get(key) or {}
+    if not isinstance(raw, dict):
+        raise ConvertError(f"config.json: {key} should be an object, not {raw!r:.60}")
+    rope = dict(raw)
+    parts = ("full_attention", "sliding_attention")
+    if any(k in rope for k in parts) and not all(isinstance(rope.get(k, {}), dict) for k in parts):
+        raise ConvertError(f"config.json: {key}' full_attention and sliding_attention should be objects")
+    return rope
 
 
 def _first(hp: dict[str, Any], *keys: str) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 
 from quantdesk.core.convert import vocab
 from quantdesk.core.convert.errors import ConvertError
-from quantdesk.core.convert.family import Family, PlannedTensor, Transform
+from quantdesk.core.convert.family import Family, PlannedTensor, Transform, rope_object
 from quantdesk.core.convert.safetensors_file import LazyTensor
 
 
@@ -85,10 +85,10 @@ class Gemma3Family(Family):
 
     def rope_parameters(self, hp: dict[str, Any]) -> dict[str, Any]:
         """transformers keeps separate RoPE settings for sliding and full attention layers."""
-        rope = dict(hp.get("rope_parameters") or {})
+        rope = rope_object(hp, "rope_parameters")  # a list or a string here was a traceback
         if "full_attention" in rope or "sliding_attention" in rope:
             return rope
-        full = dict(hp.get("rope_scaling") or {})
+        full = rope_object(hp, "rope_scaling")
         if "rope_type" not in full:
             full["rope_type"] = full.pop("type", "default")
         full["rope_theta"] = hp.get("rope_theta", 1000000.0)
@@ -122,7 +122,10 @@ class Gemma3Family(Family):
         if vocab.tokenizer_kind(self.folder) == "spm":
             return len(vocab.sentencepiece_vocab(self.folder, self.hp.get("vocab_size"))[0])
         tok = vocab.read_json(self.folder / "tokenizer.json")
-        return len(tok["model"]["vocab"]) + len(tok.get("added_tokens") or [])
+        model, added = tok.get("model"), tok.get("added_tokens") or []
+        if not isinstance(model, dict) or not isinstance(model.get("vocab"), dict) or not isinstance(added, list):
+            raise ConvertError("tokenizer.json: malformed (model.vocab should be an object, added_tokens a list)")
+        return len(model["vocab"]) + len(added)
 
     def plan_tensor(self, name: str, t: LazyTensor) -> list[PlannedTensor]:
         planned = super().plan_tensor(name, t)

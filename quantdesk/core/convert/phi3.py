@@ -16,7 +16,7 @@ import numpy as np
 
 from quantdesk.core.convert import vocab
 from quantdesk.core.convert.errors import ConvertError
-from quantdesk.core.convert.family import Family, PlannedTensor
+from quantdesk.core.convert.family import Family, PlannedTensor, is_float32
 
 
 class Phi3Family(Family):
@@ -34,6 +34,14 @@ class Phi3Family(Family):
         rope = super().rope_parameters(hp)
         rope.setdefault("partial_rotary_factor", 1.0)
         return rope
+
+    def check_values(self) -> None:
+        """LongRoPE's factor lists too: a string, a nested list or a null inside reached numpy."""
+        super().check_values()
+        for key in ("long_factor", "short_factor"):
+            value = self.rope.get(key)
+            if value is not None and (not isinstance(value, list) or not all(map(is_float32, value))):
+                raise ConvertError(f"config.json: rope_scaling.{key} should be a list of numbers, not {value!r:.60}")
 
     def _rope_dims(self) -> int:
         hp = self.hp
@@ -73,9 +81,11 @@ class Phi3Family(Family):
             w.add_rope_scaling_attn_factors(self._attn_factor())
 
     def _attn_factor(self) -> float:
-        scale = self.hp["max_position_embeddings"] / self.rope["original_max_position_embeddings"]
+        orig = self.rope["original_max_position_embeddings"]  # a whole number >= 1 (check_values)
+        if orig < 2:  # the factor divides by log(orig)
+            raise ConvertError(f"config.json: original_max_position_embeddings is {orig}; LongRoPE needs at least 2")
+        scale = self.hp["max_position_embeddings"] / orig
         kind = str(self.rope.get("rope_type", "")).lower()
-        orig = self.rope["original_max_position_embeddings"]
         if kind in ("su", "longrope"):
             return math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0
         if kind == "yarn":

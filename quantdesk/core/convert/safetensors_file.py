@@ -99,7 +99,7 @@ def read_header(path: Path) -> dict[str, LazyTensor]:
         raise ConvertError(f"{path.name}: cannot read ({e.strerror})") from None
     try:
         header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:
         raise ConvertError(f"{path.name}: malformed safetensors header ({type(e).__name__})") from None
     if not isinstance(header, dict):
         raise ConvertError(f"{path.name}: malformed safetensors header (not a JSON object)")
@@ -163,7 +163,7 @@ def index_checkpoint(folder: Path) -> dict[str, LazyTensor]:
     if index_file.is_file():
         try:
             index = json.loads(index_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:
             raise ConvertError(f"{index_file.name}: malformed index ({type(e).__name__})") from None
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):

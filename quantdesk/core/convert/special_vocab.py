@@ -27,7 +27,7 @@ DEFAULT_TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
 def _load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (ValueError, RecursionError) as e:
         raise ConvertError(f"{path.name}: not valid JSON ({type(e).__name__})") from None
 
 

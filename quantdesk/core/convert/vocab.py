@@ -108,7 +108,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """A tokenizer JSON file, which is an object in every format we read."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:
         raise ConvertError(f"{path.name}: not valid JSON ({type(e).__name__})") from None
     except OSError as e:
         raise ConvertError(f"{path.name}: cannot read ({e.strerror})") from None
@@ -137,22 +137,23 @@ def sentencepiece_vocab(
     added_file = folder / "added_tokens.json"
     if added_file.is_file():
         for text, token_id in read_json(added_file).items():
+            if not _is_token_id(token_id):
+                raise ConvertError(f"added_tokens.json: the id of {text!r:.40} is {token_id!r:.40}, not a token id")
             if token_id < n:
                 tokens[token_id], scores[token_id], types[token_id] = text.encode(), -1000.0, SPM_USER_DEFINED
-    config_file = folder / "tokenizer_config.json"
-    decoder = (read_json(config_file).get("added_tokens_decoder") or {}) if config_file.is_file() else {}
+    decoder = added_tokens_decoder(folder)
     if phi3:
-        entries = [(int(k), d) for k, d in decoder.items()]
+        entries = list(decoder)
         if (folder / "tokenizer.json").is_file():
-            entries += [(int(d["id"]), d) for d in read_json(folder / "tokenizer.json").get("added_tokens") or []]
+            entries += _tokenizer_json_added_tokens(read_json(folder / "tokenizer.json"))
         for token_id, data in entries:
             if token_id >= n:
                 raise ConvertError(f"added token {data['content']!r} has id {token_id}, beyond vocab_size {n}")
             tokens[token_id], scores[token_id] = data["content"].encode(), -1000.0
             types[token_id] = SPM_CONTROL if data.get("special") else SPM_USER_DEFINED
         return tokens, scores, types
-    for key, data in decoder.items():
-        token_id, text = int(key), data["content"]
+    for token_id, data in decoder:
+        text = data["content"]
         if token_id >= n:
             continue
         if data.get("special") or looks_special(text):
@@ -162,6 +163,43 @@ def sentencepiece_vocab(
             types[token_id] = SPM_USER_DEFINED
         scores[token_id], tokens[token_id] = -1000.0, text.encode()
     return tokens, scores, types
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def added_tokens_decoder(folder: Path) -> list[tuple[int, dict[str, Any]]]:
+    """tokenizer_config.json's added_tokens_decoder as (id, entry) pairs, every entry an object with
+    a string "content". The file is anyone's JSON: a list there, an entry that is a string, or one
+    without content was a traceback (reached from Gemma 3's plan, outside any handler)."""
+    config_file = folder / "tokenizer_config.json"
+    if not config_file.is_file():
+        return []
+    decoder = read_json(config_file).get("added_tokens_decoder") or {}
+    if not isinstance(decoder, dict):
+        raise ConvertError(f"tokenizer_config.json: added_tokens_decoder should be an object, not {decoder!r:.40}")
+    entries = []
+    for key, entry in decoder.items():
+        token_id = int(key) if key.isascii() and key.isdigit() and len(key) < 12 else None
+        if token_id is None:
+            raise ConvertError(f"tokenizer_config.json: added_tokens_decoder has the id {key!r:.40}, not a token id")
+        if not isinstance(entry, dict) or not isinstance(entry.get("content"), str):
+            raise ConvertError(
+                f"tokenizer_config.json: added token {token_id} should be an object with a string content"
+            )
+        entries.append((token_id, entry))
+    return entries
+
+
+def _tokenizer_json_added_tokens(tok: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """tokenizer.json's added_tokens as (id, entry) pairs, checked like added_tokens_decoder."""
+    added = tok.get("added_tokens") or []
+    if not isinstance(added, list) or not all(
+        isinstance(d, dict) and _is_token_id(d.get("id")) and isinstance(d.get("content"), str) for d in added
+    ):
+        raise ConvertError("tokenizer.json: added_tokens should be objects with a token id and a string content")
+    return [(d["id"], d) for d in added]
 
 
 def bpe_vocab(folder: Path, vocab_size: int | None) -> tuple[list[str], list[int], str]:
@@ -241,7 +279,10 @@ def tokenizer_kind(folder: Path) -> str:
         return "spm"
     path = folder / "tokenizer.json"
     if path.is_file():
-        model = read_json(path).get("model") or {}
+        model = read_json(path).get("model")
+        model = {} if model is None else model
+        if not isinstance(model, dict):
+            raise ConvertError(f"tokenizer.json: its model should be an object, not {model!r:.40}")
         if model.get("type") != "BPE":
             raise ConvertError(
                 f"tokenizer.json holds a {model.get('type')} tokenizer; only BPE (or tokenizer.model) is supported"
