@@ -397,6 +397,10 @@ def test_config_values_of_the_wrong_type(ckpt: Path, tmp_path: Path, changes: di
         ("weights-are-a-folder", r"model.safetensors: cannot read \(Is a directory\)"),
         ("overlapping-tensors", "tensors 'model.norm.weight' and 'model.embed_tokens.weight' overlap"),
         ("bool-in-a-shape", r"malformed safetensors header \(entry 'model.norm.weight'\)"),
+        (
+            "five-dimensions",
+            r"tensor 'model.norm.weight' has 5 dimensions \[64, 1, 1, 1, 1\]; a GGUF tensor has at most 4",
+        ),
         ("a-dimension-of-2^63", r"\(entry 'model.norm.weight'\): a dimension of 9223372036854775808 is too large"),
         ("a-shape-whose-int64-product-wraps", r"\(entry 'model.norm.weight'\): byte range does not match its shape"),
         ("yaml-error-in-the-model-card", r"cannot read the model card .*ParserError: while parsing a flow sequence"),
@@ -424,6 +428,10 @@ def test_malformed_checkpoint_files(ckpt: Path, tmp_path: Path, case: str, match
     elif case == "bool-in-a-shape":
         header, payload = _header(ckpt)
         header["model.norm.weight"]["shape"] = [True, 64]
+        _rewrite(ckpt, header, payload)
+    elif case == "five-dimensions":  # the same bytes, trailing 1s appended: was written, and then unreadable
+        header, payload = _header(ckpt)
+        header["model.norm.weight"]["shape"] = [64, 1, 1, 1, 1]
         _rewrite(ckpt, header, payload)
     elif case == "a-dimension-of-2^63":  # was an OverflowError traceback from numpy's int64 product
         header, payload = _header(ckpt)

@@ -51,6 +51,9 @@ FLOAT_OUTTYPES = {
 }
 
 
+MAX_DIMS = 4  # GGML_MAX_DIMS
+
+
 def supported_architectures() -> list[str]:
     return sorted(ARCHITECTURES)
 
@@ -186,6 +189,13 @@ def prepare(request: ConvertRequest, float_outtype: str | None = None) -> Prepar
     qtypes, sizes = [], []
     dtype: np.dtype[Any]
     for p in planned:
+        if len(p.shape) > MAX_DIMS:
+            # GGUF (ggml) tensors have at most 4 dimensions: our own reader and llama.cpp refuse such
+            # a file, and nothing we could not read back may be written
+            source = p.source.name if p.source is not None else p.name
+            raise ConvertError(
+                f"tensor {source!r} has {len(p.shape)} dimensions {list(p.shape)}; a GGUF tensor has at most {MAX_DIMS}"
+            )
         qtype = _output_qtype(p, default_qtype)
         if qtype == gguf.GGMLQuantizationType.F32:
             nbytes, dtype, shape = 4 * math.prod(p.shape), np.dtype(np.float32), p.shape
