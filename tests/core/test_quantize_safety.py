@@ -142,6 +142,9 @@ def _patched(src: Path, dst: Path, old: bytes, new: bytes, count: int = 1) -> Pa
         ("overlapping-tensors", "tensor 'b.weight' is at offset 0, expected 512"),
         ("long-name", r"is too long \(at most 63 bytes\)"),
         ("big-endian", "a big-endian GGUF file"),
+        ("alignment-2^32", r"general.alignment 4294967296 \(uint64\); llama.cpp wants a uint32 power of two"),
+        ("alignment-a-bool", r"general.alignment True \(bool\)"),
+        ("no-tensors-alignment-2^31", "holds no tensors, so there is nothing to quantize"),
     ],
 )
 def test_bad_input_gets_a_clear_message_and_nothing_is_written(
@@ -186,6 +189,18 @@ def test_bad_input_gets_a_clear_message_and_nothing_is_written(
         at = data.index(b"b.weight") + len(b"b.weight") + 4 + 16 + 4
         data[at : at + 8] = struct.pack("<Q", 0)
         bad.write_bytes(bytes(data))
+    elif case.startswith(("alignment-", "no-tensors-")):
+        # a tiny file: the quantizer tried to allocate gigabytes to pad a header to that alignment
+        w = gguf.GGUFWriter(str(bad), arch="llama")
+        if case == "alignment-a-bool":
+            w.add_bool("general.alignment", True)
+        else:
+            vtype = gguf.GGUFValueType.UINT64 if case == "alignment-2^32" else gguf.GGUFValueType.UINT32
+            w.add_key_value("general.alignment", 1 << (32 if case == "alignment-2^32" else 31), vtype)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(QuantizeError, match=message):

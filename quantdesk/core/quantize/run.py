@@ -181,6 +181,8 @@ def prepare(request: QuantizeRequest) -> Prepared:
         index = read_index(src)
     except GGUFError as e:
         raise QuantizeError(str(e)) from None
+    if not index.tensors:  # and its header padding, derived from general.alignment, is unchecked
+        raise QuantizeError(f"{src.name}: the file holds no tensors, so there is nothing to quantize")
     try:
         out_exists = out.exists() or out.is_symlink()
     except OSError as e:  # e.g. a name longer than the file system allows
