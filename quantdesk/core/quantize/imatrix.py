@@ -19,13 +19,15 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import gguf
 import numpy as np
 
 from quantdesk.core.errors import QuantdeskError, printable
-from quantdesk.core.gguf.index import whole_number
-from quantdesk.core.gguf.reader import GGUFError, field_value, open_gguf
+from quantdesk.core.gguf.index import GGUFError, TensorInfo, read_index, string_array, whole_number
+
+MAX_CHUNK_COUNT = (1 << 32) - 1  # quantize.imatrix.chunks_count is a uint32
 
 
 class ImatrixError(QuantdeskError):
@@ -76,51 +78,59 @@ def load_imatrix(path: str | Path) -> Imatrix:
 
 
 def _load_gguf(path: Path) -> Imatrix:
-    """gguf's reader keeps the file memory-mapped for as long as any of its arrays lives, and on
-    Windows a mapped file cannot be replaced or deleted. The values are copies, so the mapping
-    ends when this returns; an error is raised only after the reading frame (which an exception's
-    traceback would keep alive, mapping and all) is gone, so a user can fix the file at once."""
+    """Through our own header index (quantdesk.core.gguf.index), not gguf's reader: that one spends
+    ~27 µs on every array item (5 s for 200,000 dataset names, minutes for a large imatrix). The
+    values are read with plain reads, so no memory map outlives the call (on Windows a mapped file
+    cannot be replaced or deleted, and a user must be able to fix a rejected file at once)."""
     try:
-        reader = open_gguf(path)
+        index = read_index(path)
     except GGUFError as e:
         raise ImatrixError(str(e)) from None
-    problem = ""
-    try:
-        return _from_reader(path, reader)
-    except ImatrixError as e:
-        problem = str(e)
-    finally:
-        del reader
-    raise ImatrixError(problem)
-
-
-def _from_reader(path: Path, reader: gguf.GGUFReader) -> Imatrix:
-    tensors = {t.name: t for t in reader.tensors}
+    tensors = {t.name: t for t in index.tensors}
     im = Imatrix(path=path, format="gguf")
-    for tname, t in tensors.items():
-        if not tname.endswith(".in_sum2"):
-            continue
-        name = tname[: -len(".in_sum2")]
-        counts_t = tensors.get(name + ".counts")
-        if counts_t is None:
-            raise ImatrixError(f"{path.name}: {printable(tname)} has no matching .counts tensor")
-        if int(t.tensor_type) != 0 or int(counts_t.tensor_type) != 0:
-            raise ImatrixError(f"{path.name}: {printable(name)} is not stored as F32")
-        sums = np.asarray(t.data, dtype=np.float32).reshape(-1)
-        counts = np.asarray(counts_t.data, dtype=np.float32).reshape(-1)
-        if counts.size == 0 or sums.size % counts.size:
-            raise ImatrixError(f"{path.name}: {printable(name)} has {sums.size} sums for {counts.size} counts")
-        per_row = sums.reshape(counts.size, -1)
-        # a count of 0: that expert never saw input during calibration; llama.cpp uses weight 1
-        safe = np.where(counts > 0, counts, np.float32(1)).astype(np.float32)
-        values = np.where(counts[:, None] > 0, per_row / safe[:, None], np.float32(1)).astype(np.float32)
-        im.values[name] = values.reshape(-1)
+    with path.open("rb") as f:
+        for tname, t in tensors.items():
+            if not tname.endswith(".in_sum2"):
+                continue
+            name = tname[: -len(".in_sum2")]
+            counts_t = tensors.get(name + ".counts")
+            if counts_t is None:
+                raise ImatrixError(f"{path.name}: {printable(tname)} has no matching .counts tensor")
+            if t.type != gguf.GGMLQuantizationType.F32 or counts_t.type != gguf.GGMLQuantizationType.F32:
+                raise ImatrixError(f"{path.name}: {printable(name)} is not stored as F32")
+            sums, counts = _read_f32(f, t), _read_f32(f, counts_t)
+            if counts.size == 0 or sums.size % counts.size:
+                raise ImatrixError(f"{path.name}: {printable(name)} has {sums.size} sums for {counts.size} counts")
+            per_row = sums.reshape(counts.size, -1)
+            # a count of 0: that expert never saw input during calibration; llama.cpp uses weight 1
+            safe = np.where(counts > 0, counts, np.float32(1)).astype(np.float32)
+            values = np.where(counts[:, None] > 0, per_row / safe[:, None], np.float32(1)).astype(np.float32)
+            im.values[name] = values.reshape(-1)
     if not im.values and tensors:
         raise ImatrixError(f"{path.name}: a GGUF file, but not an imatrix (no .in_sum2 tensors)")
-    datasets = field_value(reader, "imatrix.datasets", [])
-    im.datasets = [str(d) for d in datasets] if isinstance(datasets, list) else [str(datasets)]
-    im.chunk_count = whole_number(field_value(reader, "imatrix.chunk_count", 0)) or 0  # a string: unknown
+    datasets = index.fields.get("imatrix.datasets")
+    if datasets is not None and datasets.type == gguf.GGUFValueType.STRING:
+        im.datasets = [str(datasets.value)]
+    elif datasets is not None and datasets.item_type == gguf.GGUFValueType.STRING:
+        try:
+            im.datasets = string_array(path, datasets)
+        except GGUFError as e:
+            raise ImatrixError(str(e)) from None
+    im.chunk_count = _chunk_count(index.get("imatrix.chunk_count"))
     return im
+
+
+def _read_f32(f: BinaryIO, t: TensorInfo) -> np.ndarray:
+    """A tensor's float32 values (the index has checked that they lie inside the file)."""
+    f.seek(t.offset)
+    return np.frombuffer(f.read(t.nbytes), dtype="<f4").astype(np.float32)
+
+
+def _chunk_count(value: object) -> int:
+    """How many chunks of text made the imatrix, or 0 (unknown) for anything that is not a count the
+    quantized file can record: it is copied there as a uint32, where 2^32 was a struct.error."""
+    n = whole_number(value)
+    return n if n is not None and 0 < n <= MAX_CHUNK_COUNT else 0
 
 
 def _load_dat(path: Path) -> Imatrix:
@@ -153,7 +163,7 @@ def _load_dat(path: Path) -> Imatrix:
         sums = np.frombuffer(take(4 * nval, name), dtype="<f4").astype(np.float32)
         im.values[name] = (sums / np.float32(ncall)).astype(np.float32) if ncall > 0 else sums.copy()
     if pos + 4 <= len(data):  # optional trailer: chunk count and dataset name
-        (im.chunk_count,) = struct.unpack("<i", take(4, "the chunk count"))
+        im.chunk_count = _chunk_count(struct.unpack("<i", take(4, "the chunk count"))[0])
         if pos + 4 <= len(data):
             (length,) = struct.unpack("<i", take(4, "the dataset name"))
             if 0 < length <= len(data) - pos:
