@@ -9,17 +9,25 @@ things differ between systems and are handled here, once:
 - "Never clobber" is a hard link on Linux and macOS (link fails if the name exists), but hard
   links do not exist on FAT/exFAT drives (a USB stick), and on Windows a plain rename already
   refuses an existing name. `rename_new()` picks what works.
+
+Every temporary name the app makes comes from `temp_name()` (hidden, beside its destination,
+with the writer's process id), so that one left by a killed process can be recognised:
+`remove_stale_temporaries()` deletes those whose process is gone. Every writer sweeps the folder
+it writes to (write_text here, and quantdesk.core.quantize.writer's outputs).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 # Windows: how long to keep trying when another program has the file open (sharing violation).
 _RETRY_FOR_S = 1.0
@@ -72,7 +80,8 @@ def write_text(path: str | Path, text: str, mode: int | None = None) -> None:
     renamed over the old file. `mode` (e.g. 0o600 for a secret) is set before the file gets its name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # unique per writer
+    remove_stale_temporaries(path.parent)  # e.g. a card or the hash cache of a killed run
+    tmp = temp_name(path, "tmp")
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
@@ -84,3 +93,39 @@ def write_text(path: str | Path, text: str, mode: int | None = None) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+TEMP_NAME_CHARS = 48  # of dest's name kept in a temporary name: it must fit where dest fits (255 bytes)
+TEMP_KINDS = ("partial", "tmp")  # a model being written; a small text file being written
+_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.(?:" + "|".join(TEMP_KINDS) + r")$")
+
+
+def temp_name(dest: Path, kind: str) -> Path:
+    """A hidden name beside `dest` for a file still being written, unique to this writer and
+    carrying this process's id, so that one left behind by a killed run can be recognised and
+    removed later. A long name is cut: the additions must not take a name that fits past the file
+    system's limit. `kind` is one of TEMP_KINDS."""
+    assert kind in TEMP_KINDS
+    return dest.with_name(f".{dest.name[:TEMP_NAME_CHARS]}.{os.getpid()}-{secrets.token_hex(4)}.{kind}")
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files in `folder` whose writing process is gone (killed, crashed).
+
+    Only names made by temp_name() are considered, and only when the process id in the name is
+    not running: a live writer's file is never removed (on Windows it could not be anyway)."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = _TEMP_NAME.match(e.name)
+        if m is None or int(m.group(1)) == os.getpid() or psutil.pid_exists(int(m.group(1))):
+            continue
+        try:
+            os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            pass  # in use after all, or not ours to delete: leave it
+    return removed

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from quantdesk.core import renames
@@ -115,7 +116,7 @@ def test_partials_of_dead_writers_are_swept_and_live_ones_kept(tmp_path: Path, m
     user_files = [tmp_path / ".notes.partial", tmp_path / "x.gguf.1234-0123abcd.partial", tmp_path / "m.gguf"]
     for p in [dead, live, *user_files]:
         p.write_bytes(b"x")
-    if quant_writer.psutil.pid_exists(pid):
+    if psutil.pid_exists(pid):
         pytest.skip("the finished child's process id was reused at once")
     monkeypatch.setattr(AtomicOutput, "_open_unnamed", lambda self: None)
     out = AtomicOutput(tmp_path / "new.gguf")
@@ -158,10 +159,58 @@ def test_a_killed_converts_intermediate_is_swept_by_the_next_output(tmp_path: Pa
     mine = quant_writer.temp_name_for(tmp_path / "model.gguf.f16")
     dead = mine.with_name(mine.name.replace(f".{os.getpid()}-", f".{pid}-"))
     dead.write_bytes(b"GGUF")
-    if quant_writer.psutil.pid_exists(pid):
+    if psutil.pid_exists(pid):
         pytest.skip("the finished child's process id was reused at once")
     out = AtomicOutput(tmp_path / "next.gguf")
     out.write(b"data")
     out.commit()
     assert not dead.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["next.gguf"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    pid = proc.pid
+    del proc  # Windows: our handle would keep the dead process known to the system, as if running
+    if psutil.pid_exists(pid):
+        pytest.skip("the finished child's process id was reused at once")
+    return pid
+
+
+def test_a_killed_writes_card_and_hash_cache_temporaries_are_swept(tmp_path: Path, quantdesk_home: Path) -> None:
+    """A kill between writing and renaming left .NAME.card.json.PID-x.tmp beside the output and
+    .hash-cache.json.PID-x.tmp in the data folder for ever: the sweep knew only .partial names.
+    Now every temporary name comes from renames.temp_name, and every writer sweeps its folder."""
+    import gguf
+    import numpy as np
+
+    from quantdesk.core.quantize.run import QuantizeRequest, quantize_file
+
+    pid = _dead_pid()
+    src_dir, out_dir = tmp_path / "src", tmp_path / "out"
+    src_dir.mkdir()
+    out_dir.mkdir()
+    w = gguf.GGUFWriter(str(src_dir / "t.gguf"), arch="llama")
+    w.add_tensor("a.weight", np.ones((4, 64), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    card_tmp = out_dir / f".old.gguf.card.json.{pid}-0123abcd.tmp"
+    cache_tmp = quantdesk_home / f".hash-cache.json.{pid}-89abcdef.tmp"
+    live_tmp = quantdesk_home / f".settings.json.{os.getppid()}-0123abcd.tmp"  # our parent: alive
+    for p in (card_tmp, cache_tmp, live_tmp):
+        p.write_text("{}", encoding="utf-8")
+    quantize_file(QuantizeRequest(src_dir / "t.gguf", out_dir / "q.gguf", "Q8_0"))
+    assert sorted(p.name for p in out_dir.iterdir()) == ["q.gguf", "q.gguf.card.json"]
+    assert not cache_tmp.exists() and live_tmp.exists()  # a running writer's file is kept
+    assert (quantdesk_home / "hash-cache.json").is_file()
+
+
+def test_every_temporary_name_is_one_the_sweep_knows(tmp_path: Path) -> None:
+    """The partial models and the small text files: both kinds, a long name cut to fit."""
+    for kind in renames.TEMP_KINDS:
+        name = renames.temp_name(tmp_path / ("m" * 250), kind)
+        assert renames._TEMP_NAME.match(name.name) and len(name.name.encode()) < 255
+    assert quant_writer.temp_name_for(tmp_path / "x.gguf").name.endswith(".partial")

@@ -21,15 +21,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import re
-import secrets
 import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import gguf
-import psutil
 
 from quantdesk.core import renames
 from quantdesk.core.gguf.index import GGUFIndex, read_span
@@ -124,39 +121,15 @@ def _link_fd(fd: int, dest: Path) -> None:
     os.link(f"/proc/self/fd/{fd}", dest)
 
 
-TEMP_NAME_CHARS = 48  # of dest's name kept in the hidden name: it must fit where dest fits (255 bytes)
-
-
 def temp_name_for(dest: Path) -> Path:
-    """A hidden name beside `dest` for a file still being written, carrying this process's id so
-    that one left behind by a killed run can be recognised and removed later. A long name is cut:
-    the additions must not take a name that fits past the file system's limit."""
-    return dest.with_name(f".{dest.name[:TEMP_NAME_CHARS]}.{os.getpid()}-{secrets.token_hex(4)}.partial")
-
-
-_TEMP_NAME = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.partial$")
+    """A hidden name beside `dest` for a model still being written (quantdesk.core.renames.temp_name)."""
+    return renames.temp_name(dest, "partial")
 
 
 def remove_stale_partials(folder: Path) -> list[Path]:
-    """Delete temporary outputs in `folder` whose writing process is gone (killed, crashed).
-
-    Only names made by temp_name_for are considered, and only when the process id in the name is
-    not running: a live writer's file is never removed (on Windows it could not be anyway)."""
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for e in entries:
-        m = _TEMP_NAME.match(e.name)
-        if m is None or int(m.group(1)) == os.getpid() or psutil.pid_exists(int(m.group(1))):
-            continue
-        try:
-            os.unlink(e.path)
-            removed.append(Path(e.path))
-        except OSError:
-            pass  # in use after all, or not ours to delete: leave it
-    return removed
+    """Delete the temporary files in `folder` of writers that are gone: partial models, and the
+    small files (cards, the hash cache) renames.write_text was writing (renames.remove_stale_temporaries)."""
+    return renames.remove_stale_temporaries(folder)
 
 
 class AtomicOutput:
