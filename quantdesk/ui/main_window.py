@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # key, module, class, icon, sidebar label
 PAGES = [
-    ("discover", "quantdesk.ui.discover_page", "DiscoverPage", "discover", "Discover"),
+    ("discover", "quantdesk.ui.discover", "DiscoverPage", "discover", "Discover"),
     ("library", "quantdesk.ui.library_page", "LibraryPage", "library", "Library"),
     ("quantize", "quantdesk.ui.quantize_page", "QuantizePage", "quantize", "Quantize"),
     ("chat", "quantdesk.ui.chat_page", "ChatPage", "chat", "Chat"),

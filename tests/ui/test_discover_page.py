@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from quantdesk.core.hub import downloads
 from quantdesk.ui.app import make_application
 from quantdesk.ui.context import AppContext
-from quantdesk.ui.discover_page import DiscoverPage
+from quantdesk.ui.discover import DiscoverPage
 from tests.hubserver import TOKEN
 
 FAST = {"stall_timeout_s": 0.3, "retry_wait_s": 0.01}

@@ -15,7 +15,7 @@ from quantdesk.core.hub.client import FileGroup, RemoteFile
 from quantdesk.core.lab.ladder import DEFAULT_CONTEXT as LADDER_CONTEXT
 from quantdesk.ui.chat_settings import ChatSettingsPanel
 from quantdesk.ui.context import AppContext
-from quantdesk.ui.discover_page import FilesModel
+from quantdesk.ui.discover import FilesModel
 from quantdesk.ui.lab_page import LabPage
 from quantdesk.ui.library_page import LibraryPage
 from quantdesk.ui.widgets import fit_html

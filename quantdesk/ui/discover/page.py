@@ -4,51 +4,49 @@ machine, and download it without babysitting.
 Layout: search box + filters on top; results (left) and the chosen model (right: licence, tags,
 files grouped by quant level with a fit verdict and the recommended one highlighted, README);
 the download queue below. Every call to the Hub is an quantdesk.core.jobs.Job run by `ctx.jobs`, so
-the window never waits on the network. Lists are Qt item models over quantdesk.core's dataclasses:
-ResultsModel (search results), FilesModel (grouped files + fit) and DownloadsModel (the queue).
+the window never waits on the network. Lists are Qt item models over quantdesk.core's dataclasses
+(quantdesk.ui.discover.models); the queue is quantdesk.core.hub.queue's state machine behind a thin
+Qt adapter (quantdesk.ui.discover.queue); the token dialog is in quantdesk.ui.discover.dialogs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, QRectF, Qt, QUrl, Signal
-from PySide6.QtGui import QBrush, QDesktopServices, QFont, QKeySequence, QPainter, QShortcut
+from PySide6.QtCore import QModelIndex, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QFrame,
     QHBoxLayout,
     QLineEdit,
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QTableView,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
-from quantdesk.core.errors import as_sentence, explain, user_message
+from quantdesk.core.errors import user_message
 from quantdesk.core.fit import Machine
 from quantdesk.core.hub import client as hub
 from quantdesk.core.hub import downloads
-from quantdesk.core.jobs import Job, Progress
-from quantdesk.core.units import human_bytes, human_duration, human_params, human_rate
+from quantdesk.core.hub.queue import DownloadItem
+from quantdesk.core.jobs import Job
+from quantdesk.core.units import human_bytes, human_params
 from quantdesk.ui import theme
+from quantdesk.ui.discover.dialogs import TokenDialog
+from quantdesk.ui.discover.models import FilesModel, ProgressDelegate, ResultsModel
+from quantdesk.ui.discover.queue import DownloadQueue
 from quantdesk.ui.widgets import (
-    RIGHT,
     BasePage,
     EmptyState,
     ErrorBanner,
-    RowTableModel,
     label,
     primary_button,
     setup_list_table,
@@ -72,433 +70,6 @@ SIZE_CHOICES = [
 ]
 ARCHITECTURES = ["", "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3", "phi3", "deepseek", "granite"]
 CONTEXTS = [2048, 4096, 8192, 16384, 32768, 131072]
-
-
-# --------------------------------------------------------------------------------------------
-# Item models
-
-
-class ResultsModel(RowTableModel):
-    """Search results, one row per repo; pages are appended as the user asks for more."""
-
-    COLUMNS = ("Model", "Author", "Downloads", "Likes", "Updated", "License", "Access")
-    RIGHT_ALIGNED = frozenset({2, 3})
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._rows: list[hub.ModelSummary] = []
-
-    def set_rows(self, rows: list[hub.ModelSummary]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
-    def append_rows(self, rows: list[hub.ModelSummary]) -> None:
-        known = {r.repo_id for r in self._rows}
-        rows = [r for r in rows if r.repo_id not in known]
-        if not rows:
-            return
-        self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows) + len(rows) - 1)
-        self._rows.extend(rows)
-        self.endInsertRows()
-
-    def summary(self, row: int) -> hub.ModelSummary:
-        return self._rows[row]
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        r, col = self._rows[index.row()], index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return (
-                r.name + (f"  ·  {human_params(r.parameters)}" if r.parameters else ""),
-                r.author,
-                f"{r.downloads:,}",
-                f"{r.likes:,}",
-                r.last_modified.strftime("%Y-%m-%d") if r.last_modified else "",
-                r.license or "—",
-                "Gated" if r.gated else "Open",
-            )[col]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if col == 6 and r.gated:
-                return "The authors ask you to accept their terms on the Hub before downloading."
-            return r.repo_id
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (2, 3):
-            return RIGHT
-        if role == Qt.ItemDataRole.ForegroundRole and col == 6 and r.gated:
-            return QBrush(theme.color("warning"))
-        if role == Qt.ItemDataRole.UserRole:
-            return r
-        return None
-
-
-class FilesModel(RowTableModel):
-    """A repo's files grouped the way people pick them, each with its fit verdict."""
-
-    COLUMNS = ("Level", "Size", "This machine", "Memory needed")
-    RIGHT_ALIGNED = frozenset({1, 3})
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._rows: list[hub.GroupFit] = []
-
-    def set_rows(self, rows: list[hub.GroupFit]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
-    def item(self, row: int) -> hub.GroupFit:
-        return self._rows[row]
-
-    def recommended_row(self) -> int:
-        return next((i for i, r in enumerate(self._rows) if r.recommended), -1)
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        gf, col = self._rows[index.row()], index.column()
-        g, fit = gf.group, gf.fit
-        if role == Qt.ItemDataRole.DisplayRole:
-            if col == 0:
-                extra = f"  ·  {g.shards} parts" if g.shards > 1 else ""
-                if not g.complete:
-                    extra += "  ·  parts missing"
-                return (
-                    ("★ " if gf.recommended else "") + g.label + extra + ("  ·  recommended" if gf.recommended else "")
-                )
-            if col == 1:
-                return human_bytes(g.size)
-            if col == 2:
-                return "—" if g.kind == "projector" else fit.verdict.words
-            return ("≈ " if fit.estimated else "") + human_bytes(fit.need_bytes)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return fit.explain() + ("" if g.kind != "checkpoint" else " (as F16; quantizing makes it smaller)")
-        if role == Qt.ItemDataRole.ForegroundRole and col == 2 and g.kind != "projector":
-            return QBrush(theme.color(theme.VERDICT_TONE[fit.verdict]))
-        if role == Qt.ItemDataRole.ForegroundRole and col == 0 and gf.recommended:
-            return QBrush(theme.color("accent"))
-        if role == Qt.ItemDataRole.FontRole and gf.recommended:
-            f = QFont()
-            f.setBold(True)
-            return f
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 3):
-            return RIGHT
-        if role == Qt.ItemDataRole.UserRole:
-            return gf
-        return None
-
-
-@dataclass
-class DownloadItem:
-    """One entry of the queue: a spec and where it stands."""
-
-    spec: downloads.DownloadSpec
-    state: str = "queued"  # queued | running | paused | failed | done
-    job: downloads.DownloadJob | None = None
-    handle: Any = None
-    progress: Progress | None = None
-    error: str = ""
-    done_bytes: int = 0
-
-
-class DownloadsModel(QAbstractTableModel):
-    COLUMNS = ("Download", "Progress", "Speed", "Time left", "Status")
-    STATES = {
-        "queued": "Waiting",
-        "running": "Downloading",
-        "paused": "Paused",
-        "failed": "Failed",
-        "done": "In your Library",
-    }
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.items: list[DownloadItem] = []
-
-    def add(self, item: DownloadItem) -> None:
-        self.beginInsertRows(QModelIndex(), len(self.items), len(self.items))
-        self.items.append(item)
-        self.endInsertRows()
-
-    def remove(self, item: DownloadItem) -> None:
-        row = self.items.index(item)
-        self.beginRemoveRows(QModelIndex(), row, row)
-        self.items.pop(row)
-        self.endRemoveRows()
-
-    def refresh(self, item: DownloadItem) -> None:
-        row = self.items.index(item)
-        self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
-
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.items)
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        it, col = self.items[index.row()], index.column()
-        p = it.progress
-        total = it.spec.total_bytes
-        done = p.done if p is not None else it.done_bytes
-        if role == Qt.ItemDataRole.DisplayRole:
-            if col == 0:
-                return it.spec.title
-            if col == 1:
-                return f"{human_bytes(done)} of {human_bytes(total)}"
-            if col == 2:
-                return human_rate(p.rate, "B") if it.state == "running" and p is not None else ""
-            if col == 3:
-                return human_duration(p.eta_s) if it.state == "running" and p is not None else ""
-            text = self.STATES[it.state]
-            if it.state == "running" and p is not None and p.message and not p.message.startswith("Downloading"):
-                text = p.message
-            return text
-        if role == Qt.ItemDataRole.UserRole and col == 1:
-            return (done / total) if total else 0.0
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return it.error or downloads.describe(it.spec)
-        if role == Qt.ItemDataRole.ForegroundRole and col == 4:
-            tone = {"failed": "error", "done": "ok", "paused": "warning"}.get(it.state)
-            return QBrush(theme.color(tone)) if tone else None
-        return None
-
-
-class ProgressDelegate(QStyledItemDelegate):
-    """Paints a thin progress bar under the 'x of y' text of the Progress column."""
-
-    def paint(
-        self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
-    ) -> None:
-        super().paint(painter, option, index)
-        fraction = index.data(Qt.ItemDataRole.UserRole) or 0.0
-        r = option.rect.adjusted(8, option.rect.height() - 8, -8, -4)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(theme.color("hover"))
-        painter.drawRoundedRect(QRectF(r), 2, 2)
-        if fraction > 0:
-            done = QRectF(r.x(), r.y(), max(4.0, r.width() * min(1.0, fraction)), r.height())
-            painter.setBrush(theme.color("accent"))
-            painter.drawRoundedRect(done, 2, 2)
-        painter.restore()
-
-
-# --------------------------------------------------------------------------------------------
-# The download queue
-
-
-class DownloadQueue(QObject):
-    """Runs downloads one at a time (they share one connection's bandwidth anyway), and knows the
-    ones an earlier session left paused or interrupted (quantdesk.core.hub.downloads.pending)."""
-
-    changed = Signal()
-    completed = Signal(object)  # DownloadItem
-    failed = Signal(object)  # DownloadItem
-
-    def __init__(self, ctx, parent: QObject | None = None, job_options: dict | None = None):
-        super().__init__(parent)
-        self.ctx = ctx
-        self.model = DownloadsModel(self)
-        self.job_options = job_options or {}
-        for spec in downloads.pending():
-            self.model.add(
-                DownloadItem(
-                    spec,
-                    state="paused",
-                    done_bytes=downloads.downloaded_bytes(spec),
-                    error="Interrupted last time; resume to continue where it stopped.",
-                )
-            )
-
-    def items(self) -> list[DownloadItem]:
-        return list(self.model.items)
-
-    def find(self, spec: downloads.DownloadSpec) -> DownloadItem | None:
-        return next((i for i in self.model.items if i.spec.id == spec.id), None)
-
-    def add(self, spec: downloads.DownloadSpec) -> DownloadItem:
-        item = self.find(spec)
-        if item is None:
-            item = DownloadItem(spec)
-            self.model.add(item)
-            downloads.remember(spec)  # a queued download survives a restart too
-        elif item.state in ("paused", "failed", "done"):
-            item.state, item.error = "queued", ""
-            self.model.refresh(item)
-        self._pump()
-        self.changed.emit()
-        return item
-
-    def pause(self, item: DownloadItem) -> None:
-        if item.state == "running" and item.job is not None:
-            item.job.pause()
-        elif item.state == "queued":
-            item.state = "paused"
-            self.model.refresh(item)
-            self.changed.emit()
-
-    def resume(self, item: DownloadItem) -> None:
-        if item.state in ("paused", "failed"):
-            item.state, item.error = "queued", ""
-            self.model.refresh(item)
-            self._pump()
-            self.changed.emit()
-
-    def cancel(self, item: DownloadItem) -> None:
-        """Stop and delete what was downloaded (a finished one just leaves the list)."""
-        if item.state == "running" and item.job is not None:
-            item.job.cancel()
-            return  # the job deletes its partial files; _ended removes the row
-        if item.state != "done":
-            downloads.discard(item.spec)
-        self.model.remove(item)
-        self.changed.emit()
-
-    def running(self) -> DownloadItem | None:
-        return next((i for i in self.model.items if i.state == "running"), None)
-
-    def shutdown(self) -> None:
-        """The window is closing: pause (not cancel) so the download resumes next time."""
-        item = self.running()
-        if item is not None and item.job is not None:
-            item.job.pause()
-
-    def _pump(self) -> None:
-        if self.running() is not None:
-            return
-        item = next((i for i in self.model.items if i.state == "queued"), None)
-        if item is None:
-            return
-        item.state, item.progress = "running", None
-        item.job = downloads.DownloadJob(item.spec, **self.job_options)
-        item.handle = self.ctx.jobs.start(item.job)
-        job = item.job
-        item.handle.progress.connect(while_alive(self, lambda p: self._progress(item, p)))
-        item.handle.finished.connect(while_alive(self, lambda _result: self._ended(item, "done")))
-        item.handle.failed.connect(while_alive(self, lambda e, _tb: self._ended(item, "failed", e)))
-        item.handle.cancelled.connect(
-            while_alive(self, lambda: self._ended(item, "paused" if job.paused else "cancelled"))
-        )
-        self.model.refresh(item)
-
-    def _progress(self, item: DownloadItem, p: Progress) -> None:
-        item.progress = p
-        item.done_bytes = int(p.done)
-        if item in self.model.items:
-            self.model.refresh(item)
-
-    def _ended(self, item: DownloadItem, state: str, error: BaseException | None = None) -> None:
-        item.job, item.handle = None, None
-        if state == "cancelled":
-            if item in self.model.items:
-                self.model.remove(item)
-        else:
-            item.state = state
-            if state == "done":
-                item.done_bytes = item.spec.total_bytes
-                item.progress = None
-            if error is not None:
-                item.error = explain(error)
-            self.model.refresh(item)
-            if state == "done":
-                self.completed.emit(item)
-            elif state == "failed":
-                self.failed.emit(item)
-        self.changed.emit()
-        self._pump()
-
-
-# --------------------------------------------------------------------------------------------
-# The Hub token
-
-
-class TokenDialog(QDialog):
-    """Enter a Hub access token; it is checked against the Hub and saved where huggingface_hub
-    keeps it (HF_HOME/token), so every Hugging Face tool on this machine shares it."""
-
-    def __init__(self, ctx, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.ctx = ctx
-        self.setWindowTitle("Hugging Face token")
-        self.setMinimumWidth(440)
-        col = QVBoxLayout(self)
-        col.setSpacing(8)
-        col.addWidget(
-            label(
-                "A token lets you download gated models whose terms you accepted on the Hub, and "
-                "your private models. Create a read token in your Hugging Face settings "
-                "(Access Tokens).",
-                wrap=True,
-            )
-        )
-        self.status = label("", "Muted", wrap=True)
-        col.addWidget(self.status)
-        self.edit = QLineEdit()
-        self.edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.edit.setPlaceholderText("hf_…")
-        self.edit.setAccessibleName("Hugging Face access token")
-        col.addWidget(self.edit)
-        self.message = label("", wrap=True)
-        col.addWidget(self.message)
-        buttons = QDialogButtonBox()
-        self.save_button = buttons.addButton("Check and save", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.save_button.setProperty("primary", True)
-        self.remove_button = buttons.addButton("Remove saved token", QDialogButtonBox.ButtonRole.DestructiveRole)
-        buttons.addButton(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        self.save_button.clicked.connect(self._save)
-        self.remove_button.clicked.connect(self._remove)
-        col.addWidget(buttons)
-        self._update_status()
-
-    def _update_status(self) -> None:
-        source = hub.token_source()
-        self.status.setText(
-            {
-                "HF_TOKEN": "The HF_TOKEN environment variable is set; it is used instead of a saved token.",
-                "saved": "A token is saved on this machine.",
-                "": "No token yet.",
-            }[source]
-        )
-        self.remove_button.setEnabled(source == "saved")
-
-    def _save(self) -> None:
-        token = self.edit.text().strip()
-        if not token:
-            self.message.setText("Paste a token first.")
-            return
-        self.save_button.setEnabled(False)
-        self.message.setText("Checking the token with the Hub…")
-        handle = self.ctx.jobs.start(Job("Checking the Hub token", lambda report, cancel: hub.save_token(token)))
-        handle.finished.connect(while_alive(self, self._saved))
-        handle.failed.connect(while_alive(self, lambda e, _tb: self._not_saved(e)))
-
-    def _saved(self, user: str) -> None:
-        self.save_button.setEnabled(True)
-        self.edit.clear()
-        self.message.setText(f"Saved. Signed in as {user}.")
-        self._update_status()
-
-    def _not_saved(self, e: BaseException) -> None:
-        self.save_button.setEnabled(True)
-        reason = explain(e)
-        self.message.setText(
-            as_sentence(reason) if isinstance(e, hub.HubError) else f"Could not check the token: {reason}"
-        )
-
-    def _remove(self) -> None:
-        hub.forget_token()
-        self.message.setText("The saved token was removed.")
-        self._update_status()
 
 
 # --------------------------------------------------------------------------------------------
