@@ -49,7 +49,7 @@ PAGES = [
     ("library", "quantdesk.ui.library_page", "LibraryPage", "library", "Library"),
     ("quantize", "quantdesk.ui.quantize_page", "QuantizePage", "quantize", "Quantize"),
     ("chat", "quantdesk.ui.chat_page", "ChatPage", "chat", "Chat"),
-    ("lab", "quantdesk.ui.lab_page", "LabPage", "lab", "Lab"),
+    ("lab", "quantdesk.ui.lab", "LabPage", "lab", "Lab"),
     ("settings", "quantdesk.ui.settings_page", "SettingsPage", "settings", "Settings"),
 ]
 assert tuple(p[0] for p in PAGES) == PAGE_KEYS

@@ -6,8 +6,9 @@ per weight and the trade-off in one line; then Quantize. Progress shows tensors 
 speed and time left; Cancel leaves nothing behind. The result lands in the app's models folder
 with a card beside it and appears in the Library (ctx.library_changed).
 
-Reading a source's header and planning every level runs as a job (a slow disk must not freeze
-the window); the quantization itself is quantdesk.core.quantize.run's job, run by ctx.jobs.
+Listing the Library (the SourcePicker, quantdesk.ui.source_picker), reading a source's header and
+planning every level run as jobs (a slow disk must not freeze the window); the quantization itself
+is quantdesk.core.quantize.run's job, run by ctx.jobs. The last source is remembered.
 
 A checkpoint folder is a source too: its level list adds F32 and its sizes are estimates
 (parameters × the level's bits per weight, shown as "about"), because the exact per-tensor plan
@@ -27,7 +28,6 @@ from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QFont
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.core import library, paths
+from quantdesk.core import paths
 from quantdesk.core.convert import (
     CheckpointInfo,
     ConvertError,
@@ -49,6 +49,7 @@ from quantdesk.core.convert import (
     describe_checkpoint,
 )
 from quantdesk.core.jobs import Job, Progress
+from quantdesk.core.library import LibraryEntry
 from quantdesk.core.quantize.plan import FILE_TYPES
 from quantdesk.core.quantize.run import (
     LevelEstimate,
@@ -61,22 +62,26 @@ from quantdesk.core.quantize.run import (
 )
 from quantdesk.core.units import human_bytes, human_duration, human_params
 from quantdesk.ui import theme
+from quantdesk.ui.source_picker import SourcePicker
 from quantdesk.ui.widgets import (
     RIGHT,
     BasePage,
     ErrorBanner,
     JobProgress,
     RowTableModel,
-    ask_for_gguf,
     label,
-    path_in_combo,
     primary_button,
-    select_path_in_combo,
     setup_list_table,
 )
 from quantdesk.ui.workers import JobHandle
 
 DEFAULT_LEVEL = "Q4_K_M"
+
+
+def _describe(e: LibraryEntry) -> tuple[str, str]:
+    """A Library entry in the source list: name, level (or "checkpoint") and size; its path as the tooltip."""
+    kind = "checkpoint" if e.kind == "checkpoint" else (e.file_type or "GGUF")
+    return f"{e.name} — {kind} — {human_bytes(e.size)}", str(e.path)
 
 
 def _source_label(path: Path) -> str:
@@ -197,19 +202,25 @@ class QuantizePage(BasePage):
         form = QFormLayout()
         form.setHorizontalSpacing(12)
         form.setVerticalSpacing(8)
-        src_row = QHBoxLayout()
-        self.source_box = QComboBox()
-        self.source_box.setAccessibleName("Source model")
-        self.source_box.setMinimumWidth(360)
-        self.source_box.currentIndexChanged.connect(lambda *_: self._source_changed())
-        src_row.addWidget(self.source_box, 1)
-        browse = QPushButton("Other file…")
-        browse.setToolTip(
-            "Quantize a GGUF file that is not in the Library (for a checkpoint folder, add its folder in the Library)"
+        # The Library's GGUF files and checkpoint folders, listed in a job; the last source used, else the first.
+        self.source = SourcePicker(
+            ctx,
+            "quantize_source",
+            describe=_describe,
+            describe_file=_source_label,
+            kinds=("gguf", "checkpoint"),
+            browse_text="Other file…",
+            browse_tip="Quantize a GGUF file that is not in the Library (for a checkpoint folder, add its folder "
+            "in the Library)",
         )
-        browse.clicked.connect(self.choose_file)
-        src_row.addWidget(browse)
-        form.addRow("Source", src_row)
+        self.source.box.setMinimumWidth(360)
+        self.source.row.setSpacing(0)  # close together, like the Importance matrix row's field and buttons
+        self.source.changed.connect(lambda *_: self._source_changed())
+        self.source.listed.connect(self._sources_listed)
+        self.source.failed.connect(
+            lambda e, tb: self.error.show_failure(e, tb, doing="Could not list the Library's models")
+        )
+        form.addRow("Source", self.source)
         about = QWidget()  # what the source is, and the warning for an already quantized one
         about_col = QVBoxLayout(about)
         about_col.setContentsMargins(0, 0, 0, 0)
@@ -274,41 +285,14 @@ class QuantizePage(BasePage):
         self._result: QuantizeResult | ConvertResult | None = None
         self._show_result(None)
 
-        ctx.library_changed.connect(self.refresh_sources)
-        ctx.quantize_requested.connect(self.set_source)
-        self.refresh_sources()
+        ctx.quantize_requested.connect(self.source.set_path)  # the Library's "Quantize…"
+        self._update_start()  # no source until the picker's first listing is in
 
     # -- sources --------------------------------------------------------------------------
-    def refresh_sources(self) -> None:
-        """Fill the source list from the Library's GGUF files and checkpoints, keeping the current choice."""
-        current = self.source_path()
-        entries = [e for e in library.list_models() if e.kind in ("gguf", "checkpoint")]
-        self.source_box.blockSignals(True)
-        self.source_box.clear()
-        for e in entries:
-            kind = "checkpoint" if e.kind == "checkpoint" else (e.file_type or "GGUF")
-            self.source_box.addItem(f"{e.name} — {kind} — {human_bytes(e.size)}", str(e.path))
-            self.source_box.setItemData(self.source_box.count() - 1, str(e.path), Qt.ItemDataRole.ToolTipRole)
-        if current is not None:
-            self._select_source(current)
-        self.source_box.blockSignals(False)
-        if self.source_path() != current:
+    def _sources_listed(self) -> None:
+        """A listing with nothing to choose says where models come from (a choice has its own line)."""
+        if self.source.path() is None:
             self._source_changed()
-
-    def _select_source(self, path: Path) -> None:
-        select_path_in_combo(self.source_box, path, _source_label)
-
-    def source_path(self) -> Path | None:
-        return path_in_combo(self.source_box)
-
-    def set_source(self, path: str | Path) -> None:
-        """Select this GGUF file or checkpoint folder as the source (the Library's "Quantize…" calls this)."""
-        self._select_source(Path(path))
-
-    def choose_file(self) -> None:
-        name = ask_for_gguf(self)
-        if name:
-            self.set_source(name)
 
     def choose_imatrix(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
@@ -333,7 +317,7 @@ class QuantizePage(BasePage):
         self.requant_warning.hide()
         self.requant_check.hide()
         self.requant_check.setChecked(False)
-        path = self.source_path()
+        path = self.source.path()
         if path is None:
             self.source_info.setText("No GGUF model in the Library yet: download one in Discover.")
             self._update_start()
@@ -436,7 +420,7 @@ class QuantizePage(BasePage):
         self.table.scrollTo(self.levels.index(row, 0))
 
     def output_path(self) -> Path | None:
-        src, level = self.source_path(), self.selected_level()
+        src, level = self.source.path(), self.selected_level()
         if src is None or level is None:
             return None
         if src.is_dir():  # a checkpoint folder: its name as it is ("SmolLM2-1.7B" has no suffix to drop)
@@ -464,9 +448,9 @@ class QuantizePage(BasePage):
             self.output_label.setText(f"Output: {out}{note}")
         else:
             self.output_label.setText("")
-        for w in (self.table, self.source_box, self.requant_check):
+        for w in (self.table, self.source, self.requant_check):
             w.setEnabled(not running)
-        src = self.source_path()
+        src = self.source.path()
         self._enable_imatrix(not running and not (src is not None and src.is_dir()))
         checkpoint_ok = self._checkpoint is not None and self._checkpoint.problem is None
         ok = (
@@ -481,7 +465,7 @@ class QuantizePage(BasePage):
 
     # -- the run --------------------------------------------------------------------------
     def start(self) -> None:
-        src, level, out = self.source_path(), self.selected_level(), self.output_path()
+        src, level, out = self.source.path(), self.selected_level(), self.output_path()
         if src is None or level is None or out is None or not self.start_button.isEnabled():
             return
         self.error.hide()

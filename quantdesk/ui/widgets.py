@@ -14,14 +14,12 @@ from __future__ import annotations
 import html
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QComboBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -105,22 +103,6 @@ def setup_list_table(view: QTableView, stretch: int, row_height: int = 30) -> No
     header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
-
-
-def path_in_combo(box: QComboBox) -> Path | None:
-    """The path the current item holds as its data (the source pickers keep str(path) there)."""
-    data = box.currentData()
-    return Path(data) if data else None
-
-
-def select_path_in_combo(box: QComboBox, path: Path, label_for: Callable[[Path], str]) -> None:
-    """Select the item holding `path`, first adding it (as label_for(path)) if the list lacks it:
-    a file chosen with Browse… or handed over by another page."""
-    i = box.findData(str(path))
-    if i < 0:
-        box.addItem(label_for(path), str(path))
-        i = box.count() - 1
-    box.setCurrentIndex(i)
 
 
 def ask_for_gguf(parent: QWidget) -> str | None:

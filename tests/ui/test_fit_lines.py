@@ -16,7 +16,7 @@ from quantdesk.core.lab.ladder import DEFAULT_CONTEXT as LADDER_CONTEXT
 from quantdesk.ui.chat_settings import ChatSettingsPanel
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.discover import FilesModel
-from quantdesk.ui.lab_page import LabPage
+from quantdesk.ui.lab import LabPage
 from quantdesk.ui.library_page import LibraryPage
 from quantdesk.ui.widgets import fit_html
 
@@ -51,7 +51,7 @@ def test_library_chat_lab_and_discover_agree(qtbot, no_other_apps, starter_model
     lab = LabPage(AppContext())
     qtbot.addWidget(lab)
     lab.show()
-    lab.set_source(starter_model)
+    lab.source.set_path(starter_model)
     at_ladder = fit.estimate(fit.size_of_gguf(starter_model), LADDER_CONTEXT, MACHINE)
     qtbot.waitUntil(lambda: "needs" in lab.fit_label.text(), timeout=10_000)
     assert lab.fit_label.text() == f"Memory at {LADDER_CONTEXT:,} tokens of context: " + fit_html(at_ladder)

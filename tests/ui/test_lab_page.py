@@ -21,7 +21,7 @@ from quantdesk.core.lab.ladder import (
     save_result,
 )
 from quantdesk.ui.context import AppContext
-from quantdesk.ui.lab_page import LAB_LEVELS, SOURCE_HINT, LabPage
+from quantdesk.ui.lab.page import LAB_LEVELS, SOURCE_HINT, LabPage
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +45,12 @@ def source(lab_f16: Path) -> Path:
 
 
 def _page(qtbot) -> LabPage:
+    """The page with its source list in (the Library is listed in a job)."""
     page = LabPage(AppContext())
     qtbot.addWidget(page)
     page.resize(1000, 700)
     page.show()
+    qtbot.waitUntil(lambda: page.source.ready, timeout=10_000)
     return page
 
 
@@ -96,9 +98,9 @@ def _saved(created: str, model: str) -> LadderResult:
 
 def test_sources_levels_and_the_empty_state(qtbot, source: Path, starter_model: Path) -> None:
     page = _page(qtbot)
-    listed = [Path(page.source_box.itemData(i)) for i in range(page.source_box.count())]
+    listed = [Path(page.source.box.itemData(i)) for i in range(page.source.box.count())]
     assert source in listed and starter_model in listed
-    assert page.source_path() == source  # the unquantized file is picked first
+    assert page.source.path() == source  # the unquantized file is picked first
     assert page.source_hint.text() == SOURCE_HINT
     assert page.selected_levels() == [lv for lv in LAB_LEVELS if lv in DEFAULT_LEVELS]
     assert len(page.level_checks) >= 12 and page.run_button.isEnabled()
@@ -109,21 +111,22 @@ def test_sources_levels_and_the_empty_state(qtbot, source: Path, starter_model: 
     request = page.build_request()
     assert request.source == source and request.tokens == 1024 and request.levels == page.selected_levels()
 
-    page.set_source(starter_model)  # already quantized: the hint says what that means
+    page.source.set_path(starter_model)  # already quantized: the hint says what that means
     assert "already quantized" in page.source_hint.text()
     page.set_levels([])
     assert not page.run_button.isEnabled() and page.build_request() is None
 
     (paths.models_dir() / "Another-Q8_0.gguf").write_bytes(source.read_bytes()[:4096])
     page.ctx.library_changed.emit()
-    assert page.source_box.findText("Another-Q8_0", Qt.MatchFlag.MatchStartsWith) >= 0
-    assert page.source_path() == starter_model  # the choice survives a refresh
+    qtbot.waitUntil(lambda: page.source.box.findText("Another-Q8_0", Qt.MatchFlag.MatchStartsWith) >= 0)
+    assert page.source.path() == starter_model  # the choice survives a refresh
+    assert "already quantized" in page.source_hint.text()
 
 
 def test_a_ladder_fills_the_table_and_the_chart(qtbot, source: Path) -> None:
     page = _page(qtbot)
     page.start(_small(source))
-    assert not page.run_button.isEnabled() and not page.source_box.isEnabled()
+    assert not page.run_button.isEnabled() and not page.source.isEnabled()
     qtbot.waitUntil(
         lambda: page.table_model.rowCount() == 3 and page._handle is not None and not page._handle.running,
         timeout=120_000,
@@ -139,7 +142,7 @@ def test_a_ladder_fills_the_table_and_the_chart(qtbot, source: Path) -> None:
     assert len(saved) == 1 and page.shown_result().path == saved[0].path
     assert page.runs_box.count() == 1 and page.results.isVisible() and not page.empty.isVisible()
     assert "Measured 2 levels" in page.status.text()
-    assert page.run_button.isEnabled() and page.source_box.isEnabled()
+    assert page.run_button.isEnabled() and page.source.isEnabled()
 
     with qtbot.waitSignal(page.ctx.chat_requested) as chat:  # double-click a row: chat with that file
         page.chat_with_row(2)
@@ -161,7 +164,7 @@ def test_cancel_saves_nothing_and_the_page_stays_usable(qtbot, source: Path) -> 
         page.progress.cancel_button.click()
     assert "Cancelled" in page.status.text()
     assert list_results() == [] and page.empty.isVisible() and not page.results.isVisible()
-    assert page.run_button.isEnabled() and page.source_box.isEnabled() and page.level_checks["Q8_0"].isEnabled()
+    assert page.run_button.isEnabled() and page.source.isEnabled() and page.level_checks["Q8_0"].isEnabled()
 
 
 def test_earlier_runs_newest_first_and_delete(qtbot, monkeypatch) -> None:

@@ -29,9 +29,9 @@ def checkpoint(tmp_path: Path) -> Path:
 def _quantize_page(qtbot, ctx: AppContext, source: Path) -> QuantizePage:
     page = QuantizePage(ctx)
     qtbot.addWidget(page)
-    page.set_source(source)
+    page.source.set_path(source)
     qtbot.waitUntil(
-        lambda: page.source_path() == source and "checkpoint" in page.source_info.text() or page.levels.rowCount() > 0,
+        lambda: page.source.path() == source and "checkpoint" in page.source_info.text() or page.levels.rowCount() > 0,
         timeout=10_000,
     )
     return page
@@ -51,7 +51,7 @@ def test_library_quantize_button_opens_the_starter_on_the_quantize_page(
     qtbot.waitUntil(lambda: lib.selected() is not None, timeout=10_000)
     assert lib.selected().path == starter_model and lib.quantize_button.isEnabled()
     lib.quantize_button.click()
-    assert pages == ["quantize"] and quant.source_path() == starter_model
+    assert pages == ["quantize"] and quant.source.path() == starter_model
     qtbot.waitUntil(lambda: quant.levels.rowCount() > 0, timeout=10_000)
     assert "already quantized" in quant.requant_warning.text()  # the starter is Q4_1
 
@@ -67,7 +67,7 @@ def test_a_checkpoint_from_the_library_converts_to_f16_and_lands_in_the_library(
     lib.table.selectRow(lib.model.row_of(checkpoint))
     assert lib.quantize_button.isEnabled() and not lib.chat_button.isEnabled()
     lib.quantize_button.click()
-    assert quant.source_path() == checkpoint
+    assert quant.source.path() == checkpoint
     qtbot.waitUntil(lambda: quant.levels.rowCount() > 0, timeout=10_000)
 
     rows = [quant.levels.level(r).level for r in range(quant.levels.rowCount())]

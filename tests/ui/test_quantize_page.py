@@ -26,8 +26,8 @@ def _page(qtbot, source: Path) -> QuantizePage:
     ctx = AppContext()
     page = QuantizePage(ctx)
     qtbot.addWidget(page)
-    page.set_source(source)
-    qtbot.waitUntil(lambda: page.levels.rowCount() > 0 and page.source_path() == source, timeout=10000)
+    page.source.set_path(source)
+    qtbot.waitUntil(lambda: page.levels.rowCount() > 0 and page.source.path() == source, timeout=10000)
     return page
 
 

@@ -9,18 +9,18 @@ verdict in words) and one chart (size against KL divergence, a labelled point pe
 Runs are saved by the core (JSON in the data folder's lab/); the header's run list shows them,
 newest first, and the newest is on screen when the page opens. The page never computes a figure
 itself: it only formats what LadderResult holds, plus a verdict in words from the KL divergence.
-Double-clicking a level opens that file in Chat. The chart (quantdesk.ui.lab_chart) is pyqtgraph,
-built the first time a result is shown.
+Double-clicking a level opens that file in Chat. The table's model is quantdesk.ui.lab.models; the
+chart (quantdesk.ui.lab.chart) is pyqtgraph, imported and built the first time a result is shown.
+The source is a SourcePicker (quantdesk.ui.source_picker): the Library's GGUF files, listed in a job.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, Qt
-from PySide6.QtGui import QBrush, QFont
+from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -40,52 +40,44 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from quantdesk.core import library
 from quantdesk.core.fit import FitEstimate, estimate, size_of_gguf
 from quantdesk.core.jobs import Job, Progress
 from quantdesk.core.lab.ladder import (
-    CLOSE_KL,
+    DEFAULT_CONTEXT as LADDER_CONTEXT,
+)
+from quantdesk.core.lab.ladder import (
     DEFAULT_LEVELS,
-    NOTICEABLE_KL,
-    SMALL_KL,
     LadderRequest,
     LadderResult,
-    LevelResult,
     cache_bytes,
     clear_cache,
     delete_result,
     ladder_job,
     list_results,
-    quality_words,
 )
-from quantdesk.core.lab.ladder import (
-    DEFAULT_CONTEXT as LADDER_CONTEXT,
-)
+from quantdesk.core.library import LibraryEntry
 from quantdesk.core.quantize.plan import FILE_TYPES
 from quantdesk.core.units import human_bytes
 from quantdesk.ui import theme
+from quantdesk.ui.lab.models import LadderModel, verdict
+from quantdesk.ui.source_picker import SourcePicker
 from quantdesk.ui.widgets import (
-    RIGHT,
     BasePage,
     ElidedLabel,
     EmptyState,
     ErrorBanner,
     JobProgress,
-    RowTableModel,
-    ask_for_gguf,
     ask_to_delete,
     fit_html,
     label,
-    path_in_combo,
     primary_button,
-    select_path_in_combo,
     setup_list_table,
     while_alive,
 )
 from quantdesk.ui.workers import JobHandle
 
-if TYPE_CHECKING:  # lab_chart imports pyqtgraph, which loads only when the chart is first shown
-    from quantdesk.ui.lab_chart import LadderChart
+if TYPE_CHECKING:  # the chart module imports pyqtgraph, which loads only when the chart is first shown
+    from quantdesk.ui.lab.chart import LadderChart
 
 # The levels offered, largest first, laid out in rows of LEVEL_COLUMNS checkboxes.
 LAB_LEVELS = (
@@ -114,38 +106,21 @@ READING_NOTE = (
 )
 SOURCE_HINT = "Best with the model's F16 or BF16 file: every level is made from it and compared with it."
 
-# The tone each of quantdesk.core.lab.ladder.quality_words' verdicts is shown in.
-VERDICT_TONES = {
-    "the original": "accent",
-    "close to the original": "ok",
-    "small loss": "ok",
-    "noticeable loss": "warning",
-    "large loss": "error",
-}
+
+def _describe(e: LibraryEntry) -> tuple[str, str]:
+    """A Library entry in the source list: its name (and level, unless the name says it), its path and size."""
+    kind = "" if e.file_type and e.file_type.upper() in e.name.upper() else f" — {e.file_type or 'GGUF'}"
+    return f"{e.name}{kind}", f"{e.path} ({human_bytes(e.size)})"
 
 
-def verdict(row: LevelResult) -> tuple[str, str]:
-    """The level's quality in words (the CLI's words, capitalised) and the theme tone to show it in."""
-    words = quality_words(row)
-    return ("Reference" if row.is_source else words[:1].upper() + words[1:]), VERDICT_TONES[words]
+def _describe_file(p: Path) -> str:
+    """A file chosen with Browse… (or one the Library no longer lists) in the source list."""
+    return f"{p.name} — {human_bytes(p.stat().st_size) if p.exists() else 'missing'}"
 
 
-def _number(x: float, decimals: int) -> str:
-    """Perplexities of a cut-down test model reach millions: keep big numbers readable."""
-    if x != x:  # NaN
-        return "—"
-    return f"{x:,.0f}" if abs(x) >= 10_000 else f"{x:,.{decimals}f}"
-
-
-def _percent_change(x: float, ref: float) -> str:
-    if not ref or ref != ref or x != x:
-        return "—"
-    d = (x / ref - 1) * 100
-    return f"{d:+.2f}%" if abs(d) < 10 else f"{d:+.1f}%"
-
-
-def _speed(tps: float) -> str:
-    return "—" if tps <= 0 else (f"{tps:,.0f}" if tps >= 100 else f"{tps:.1f}")
+def _first_unquantized(entries: list[LibraryEntry]) -> Path | None:
+    """With nothing remembered, the Lab offers an F16/BF16/F32 file first: the best source for a ladder."""
+    return next((e.path for e in entries if e.file_type.upper() in FLOAT_TYPES), None)
 
 
 def run_title(result: LadderResult) -> str:
@@ -159,117 +134,6 @@ def _when(result: LadderResult) -> str:
         return datetime.fromisoformat(result.created).astimezone().strftime("%d %b %Y, %H:%M")
     except ValueError:
         return result.created
-
-
-class LadderModel(RowTableModel):
-    """One ladder's rows: the source first, then the levels, largest first (as the core orders them)."""
-
-    # Two-line headers keep the table narrow; where it is still too wide, OPTIONAL columns give way.
-    COLUMNS = (
-        "Level",
-        "Size",
-        "Bits/\nweight",
-        "Perplexity",
-        "Δ\nperplexity",
-        "KL\ndivergence",
-        "KL p99",
-        "Top-token\nagreement",
-        "Prompt\nt/s",
-        "Generate\nt/s",
-        "Quality",
-    )
-    RIGHT_ALIGNED = frozenset(range(1, 10))
-    QUALITY = 10
-    # Hidden in this order when the table is too narrow for all (every figure stays in the row's tooltip).
-    OPTIONAL = (6, 2, 8)  # KL p99, Bits/weight, Prompt t/s
-    TIPS = (
-        "The quantization level (the source is the file every level was made from)",
-        "File size on disk",
-        "Bits per weight of the tensor data",
-        "Perplexity on the evaluation text: lower is better; only the change from the source matters",
-        "How much higher the perplexity is than the source's",
-        "Mean KL divergence from the source's next-token probabilities, in nats: 0 is identical",
-        "The 99th percentile of the KL divergence: how wrong the worst 1% of tokens are",
-        "How often the most likely next token is the same as the source's",
-        "Tokens per second reading the text on this computer",
-        "Tokens per second generating on this computer",
-        f"From the KL divergence: close to the original below {CLOSE_KL}, small loss below {SMALL_KL}, "
-        f"noticeable below {NOTICEABLE_KL}",
-    )
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._rows: list[LevelResult] = []
-
-    def set_result(self, result: LadderResult | None) -> None:
-        self.beginResetModel()
-        self._rows = list(result.levels) if result is not None else []
-        self.endResetModel()
-
-    def level(self, row: int) -> LevelResult:
-        return self._rows[row]
-
-    def _source(self) -> LevelResult | None:
-        return next((r for r in self._rows if r.is_source), None)
-
-    def cells(self, row: int) -> tuple[str, ...]:
-        """The row as shown, one string per column."""
-        r, src = self._rows[row], self._source()
-        if r.is_source:
-            compared = ("—", "—", "—", "—")
-        else:
-            compared = (
-                _percent_change(r.perplexity, src.perplexity) if src else "—",
-                f"{r.kl_mean:.4f}",
-                f"{r.kl_p99:.3f}",
-                f"{r.top1_agreement * 100:.1f}%",
-            )
-        return (
-            f"{r.level} (source)" if r.is_source else r.level,
-            human_bytes(r.file_bytes),
-            f"{r.bits_per_weight:.2f}",
-            _number(r.perplexity, 2),
-            *compared,
-            _speed(r.prompt_tps),
-            _speed(r.generate_tps),
-            verdict(r)[0],
-        )
-
-    def headerData(
-        self,
-        section: int,
-        orientation: Qt.Orientation,  # noqa: N802 (Qt naming)
-        role: int = Qt.ItemDataRole.DisplayRole,
-    ) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            return self.TIPS[section]
-        return super().headerData(section, orientation, role)
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        r, col = self._rows[index.row()], index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.cells(index.row())[col]
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in self.RIGHT_ALIGNED:
-            return RIGHT
-        if role == Qt.ItemDataRole.ForegroundRole and col == self.QUALITY:
-            return QBrush(theme.color(verdict(r)[1]))
-        if role == Qt.ItemDataRole.FontRole and r.is_source and col == 0:
-            f = QFont()
-            f.setBold(True)
-            return f
-        if role == Qt.ItemDataRole.ToolTipRole:
-            facts = (
-                f"{r.level}: {r.file_bytes:,} bytes, {r.bits_per_weight:.3f} bits per weight\n"
-                f"Perplexity {r.perplexity:.4f}; KL divergence {r.kl_mean:.5f} nats (99th percentile "
-                f"{r.kl_p99:.4f}); same top token {r.top1_agreement:.2%}\n"
-                f"Reads {r.prompt_tps:,.1f} tokens/s, generates {r.generate_tps:,.1f} tokens/s"
-            )
-            return f"{facts}\n{r.path}\nDouble-click to chat with this file."
-        if role == Qt.ItemDataRole.UserRole:
-            return r
-        return None
 
 
 class LabPage(BasePage):
@@ -354,9 +218,8 @@ class LabPage(BasePage):
         res_col.addWidget(self.table, 1)
         self.body.addWidget(self.results, 2)  # the table first (up to its rows' height), the chart the rest
 
-        ctx.library_changed.connect(self.refresh_sources)
         theme.notifier().changed.connect(self._theme_changed)
-        self.refresh_sources()
+        self._update_run_button()  # no source until the picker's first listing is in
         self.refresh_runs()
 
     # -- the set-up ------------------------------------------------------------------------
@@ -369,19 +232,24 @@ class LabPage(BasePage):
         form.setHorizontalSpacing(12)
         form.setVerticalSpacing(8)
 
-        src_row = QHBoxLayout()
-        src_row.setSpacing(8)
-        self.source_box = QComboBox()
-        self.source_box.setAccessibleName("Source model")
-        self.source_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.source_box.setMinimumContentsLength(20)
-        self.source_box.currentIndexChanged.connect(lambda *_: self._source_changed())
-        src_row.addWidget(self.source_box, 1)
-        self.browse_button = QPushButton("Browse…")
-        self.browse_button.setToolTip("Use a GGUF file that is not in the Library")
-        self.browse_button.clicked.connect(self.choose_file)
-        src_row.addWidget(self.browse_button)
-        form.addRow("Source", src_row)
+        # The Library's GGUF files (listed in a job); the last source used, else an unquantized file, else the first.
+        self.source = SourcePicker(
+            self.ctx,
+            "lab.source",
+            describe=_describe,
+            describe_file=_describe_file,
+            prefer=_first_unquantized,
+        )
+        self.source.row.setSpacing(8)
+        self.source.box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.source.box.setMinimumContentsLength(20)
+        # listed too: a rescan can tell more about the same file (its level, once the Library lists it)
+        self.source.changed.connect(lambda *_: self._source_changed())
+        self.source.listed.connect(self._source_changed)
+        self.source.failed.connect(
+            lambda e, tb: self.error.show_failure(e, tb, doing="Could not list the Library's models")
+        )
+        form.addRow("Source", self.source)
         self.source_hint = label(SOURCE_HINT, "Small", wrap=True)
         form.addRow("", self.source_hint)
         self.fit_label = label("", wrap=True)
@@ -470,52 +338,14 @@ class LabPage(BasePage):
         self.gpu_label.setVisible(on)
         self.gpu_layers.setVisible(on)
 
-    def refresh_sources(self) -> None:
-        """The Library's GGUF models (the built-in one included), keeping the current choice."""
-        current = self.source_path()
-        entries = [e for e in library.list_models() if e.kind == "gguf"]
-        self.source_box.blockSignals(True)
-        self.source_box.clear()
-        for e in entries:
-            kind = "" if e.file_type and e.file_type.upper() in e.name.upper() else f" — {e.file_type or 'GGUF'}"
-            self.source_box.addItem(f"{e.name}{kind}", str(e.path))
-            self.source_box.setItemData(
-                self.source_box.count() - 1, f"{e.path} ({human_bytes(e.size)})", Qt.ItemDataRole.ToolTipRole
-            )
-            self.source_box.setItemData(self.source_box.count() - 1, e.file_type, Qt.ItemDataRole.UserRole + 1)
-        if current is None:  # first fill: the last source used, else an unquantized file, else the first
-            last = self.ctx.setting("lab.source")
-            floats = [e.path for e in entries if e.file_type.upper() in FLOAT_TYPES]
-            current = Path(last) if last and Path(last).is_file() else (floats[0] if floats else None)
-        if current is not None:
-            self._select_source(current)
-        self.source_box.blockSignals(False)
-        self._source_changed()
-
-    def _select_source(self, path: Path) -> None:
-        select_path_in_combo(
-            self.source_box, path, lambda p: f"{p.name} — {human_bytes(p.stat().st_size) if p.exists() else 'missing'}"
-        )
-
-    def source_path(self) -> Path | None:
-        return path_in_combo(self.source_box)
-
-    def set_source(self, path: str | Path) -> None:
-        self._select_source(Path(path))
-
-    def choose_file(self) -> None:
-        name = ask_for_gguf(self)
-        if name:
-            self.set_source(name)
-
     def _source_changed(self) -> None:
-        path = self.source_path()
+        """The hint under the source, its fit line and the Run button follow the source."""
+        path, entry = self.source.path(), self.source.entry()
         if path is None:
             self.source_hint.setText("No GGUF model in the Library yet: download one in Discover.")
             self.source_hint.setObjectName("Small")
         else:
-            self.ctx.set_setting("lab.source", str(path))
-            kind = (self.source_box.currentData(Qt.ItemDataRole.UserRole + 1) or "").upper()
+            kind = (entry.file_type if entry is not None else "").upper()  # a file the Library lacks: unknown
             if kind and kind not in FLOAT_TYPES:
                 self.source_hint.setText(
                     f"This file is already quantized ({kind}): the levels are made from it and "
@@ -533,7 +363,7 @@ class LabPage(BasePage):
     def _update_fit(self) -> None:
         """The source's fit line at the ladder's context (every level is smaller than the source)."""
         self._fit_generation += 1
-        gen, path = self._fit_generation, self.source_path()
+        gen, path = self._fit_generation, self.source.path()
         self.fit_label.setText("")
         if path is None:
             return
@@ -562,7 +392,7 @@ class LabPage(BasePage):
 
     def _update_run_button(self) -> None:
         running = self._handle is not None and self._handle.running
-        ok = not running and self.source_path() is not None and bool(self.selected_levels())
+        ok = not running and self.source.path() is not None and bool(self.selected_levels())
         self.run_button.setEnabled(ok)
         if not running:
             tip = (
@@ -574,8 +404,7 @@ class LabPage(BasePage):
 
     def _enable_setup(self, on: bool) -> None:
         for w in (
-            self.source_box,
-            self.browse_button,
+            self.source,
             self.tokens_box,
             self.gpu_layers,
             self.clear_cache_button,
@@ -602,7 +431,7 @@ class LabPage(BasePage):
 
     def build_request(self) -> LadderRequest | None:
         """The ladder the controls describe, or None when there is nothing to run."""
-        src, levels = self.source_path(), self.selected_levels()
+        src, levels = self.source.path(), self.selected_levels()
         if src is None or not levels:
             return None
         return LadderRequest(
@@ -803,9 +632,9 @@ class LabPage(BasePage):
     # -- the page's life -------------------------------------------------------------------
     @property
     def chart(self) -> LadderChart:
-        """The size-vs-KL chart (quantdesk.ui.lab_chart), built on first use."""
+        """The size-vs-KL chart (quantdesk.ui.lab.chart), built on first use."""
         if self._chart is None:
-            from quantdesk.ui.lab_chart import LadderChart
+            from quantdesk.ui.lab.chart import LadderChart
 
             self._chart = LadderChart(tone=lambda row: verdict(row)[1])
             self.chart_stack.addWidget(self._chart)
