@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from quantdesk import __version__
-from quantdesk.cli import chat, convert, hub, info, lab, models, quantize, selftest
+from quantdesk.cli import chat, convert, hub, info, lab, models, quantize, selftest, serve
 from quantdesk.core.errors import QuantdeskError, user_message
 
-COMMANDS = [info, selftest, hub, models, quantize, chat, convert, lab]
+COMMANDS = [info, selftest, hub, models, quantize, chat, convert, lab, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
