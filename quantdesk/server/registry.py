@@ -147,7 +147,7 @@ class LoadedModel:
     settings: ChatSettings | None = None  # as loaded (context, threads, GPU layers)
     memory: FitEstimate | None = None
     interested: int = 0  # requests waiting for it to load, waiting in its queue, or being served
-    served: int = 0
+    served: int = 0  # requests that have had their turn
     loaded_at: float = 0.0
     last_used: float = field(default_factory=time.monotonic)
 
@@ -270,8 +270,8 @@ class Registry:
             await asyncio.shield(model.ready)
             async with model.slot:
                 model.last_used = time.monotonic()
-                yield model
                 model.served += 1
+                yield model
         finally:
             model.interested -= 1
             model.last_used = time.monotonic()

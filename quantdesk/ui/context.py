@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, Signal
 from quantdesk.core import settings
 from quantdesk.ui.workers import JobManager
 
-PAGE_KEYS = ("discover", "library", "quantize", "chat", "lab", "settings")
+PAGE_KEYS = ("discover", "library", "quantize", "chat", "lab", "server", "settings")
 
 
 class AppContext(QObject):

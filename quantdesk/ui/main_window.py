@@ -50,6 +50,7 @@ PAGES = [
     ("quantize", "quantdesk.ui.quantize_page", "QuantizePage", "quantize", "Quantize"),
     ("chat", "quantdesk.ui.chat_page", "ChatPage", "chat", "Chat"),
     ("lab", "quantdesk.ui.lab", "LabPage", "lab", "Lab"),
+    ("server", "quantdesk.ui.server_page", "ServerPage", "server", "Server"),
     ("settings", "quantdesk.ui.settings_page", "SettingsPage", "settings", "Settings"),
 ]
 assert tuple(p[0] for p in PAGES) == PAGE_KEYS
@@ -95,7 +96,7 @@ class Sidebar(QFrame):
             self.group.addButton(b, i)
             self.buttons[key] = b
             col.addWidget(b)
-            if key == "lab":
+            if key == "server":  # Settings sits at the bottom, apart from the pages of work
                 col.addStretch(1)
         self.jobs_indicator = QLabel()
         self.jobs_indicator.setObjectName("JobsIndicator")

@@ -1,4 +1,4 @@
-"""The main window: six pages, keyboard switching, persistence, and the safety net."""
+"""The main window: seven pages, keyboard switching, persistence, and the safety net."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_pages_and_shortcuts(qtbot):
     qtbot.waitExposed(window)
     window.activateWindow()  # shortcuts need an active window; offscreen activates on request
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)
-    assert window.page_count() == 6
+    assert window.page_count() == 7
     for key in PAGE_KEYS:
         page = window.page(key)
         assert not isinstance(page, BrokenPage), f"{key} page failed to build"
