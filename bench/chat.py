@@ -76,7 +76,7 @@ def run_ui(engine, settings, app) -> dict:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
 
     from quantdesk.core.chat.engine import ReplyStream
-    from quantdesk.ui.chat_widgets import MessageWidget
+    from quantdesk.ui.chat.widgets import MessageWidget
     from quantdesk.ui.workers import JobManager
 
     engine.llm.reset()

@@ -48,7 +48,7 @@ PAGES = [
     ("discover", "quantdesk.ui.discover", "DiscoverPage", "discover", "Discover"),
     ("library", "quantdesk.ui.library_page", "LibraryPage", "library", "Library"),
     ("quantize", "quantdesk.ui.quantize_page", "QuantizePage", "quantize", "Quantize"),
-    ("chat", "quantdesk.ui.chat_page", "ChatPage", "chat", "Chat"),
+    ("chat", "quantdesk.ui.chat", "ChatPage", "chat", "Chat"),
     ("lab", "quantdesk.ui.lab", "LabPage", "lab", "Lab"),
     ("server", "quantdesk.ui.server_page", "ServerPage", "server", "Server"),
     ("settings", "quantdesk.ui.settings_page", "SettingsPage", "settings", "Settings"),

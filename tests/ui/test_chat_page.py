@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
 from quantdesk.core import settings
+from quantdesk.core.chat.session import ChatState
 from quantdesk.ui.app import make_application
 from quantdesk.ui.main_window import MainWindow
 
@@ -64,7 +65,7 @@ def test_stop_regenerate_and_edit(qtbot, window):
     s.max_tokens = 400
     page.panel.set_settings(s)
     assert page.send("Tell me a long story about a brave knight.")
-    qtbot.waitUntil(lambda: page._stream is not None and page._stream.tokens >= 2, timeout=30000)
+    qtbot.waitUntil(lambda: page.session.stream is not None and page.session.stream.tokens >= 2, timeout=30000)
     qtbot.keyClick(page.composer.edit, Qt.Key.Key_Escape)
     wait_idle(qtbot, page)
     cid = page.conversation_id
@@ -160,7 +161,7 @@ def test_new_chat_while_a_reply_streams_keeps_it_saved(qtbot, window):
     errors = len(crash_reporter().shown)
     assert page.send("Tell me a long story about a dragon.")
     first = page.conversation_id
-    qtbot.waitUntil(lambda: page._stream is not None and page._stream.tokens >= 2, timeout=30000)
+    qtbot.waitUntil(lambda: page.session.stream is not None and page.session.stream.tokens >= 2, timeout=30000)
     page.new_chat()
     wait_idle(qtbot, page)
     assert page.conversation_id is None and not page.transcript.messages
@@ -172,7 +173,7 @@ def test_new_chat_while_a_reply_streams_keeps_it_saved(qtbot, window):
 def test_message_sent_while_the_model_preloads_is_answered(qtbot, window):
     page = window.page("chat")
     page.preload()
-    assert page.load_handle is not None and not page.composer.generating, "preloading is not a reply"
+    assert page.session.state is ChatState.LOADING and not page.composer.generating, "preloading is not a reply"
     assert page.send("Hi!")
     assert page.composer.generating
     wait_idle(qtbot, page)

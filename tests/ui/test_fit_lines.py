@@ -13,7 +13,7 @@ from quantdesk.core.fit import Machine
 from quantdesk.core.hub import client as hub
 from quantdesk.core.hub.client import FileGroup, RemoteFile
 from quantdesk.core.lab.ladder import DEFAULT_CONTEXT as LADDER_CONTEXT
-from quantdesk.ui.chat_settings import ChatSettingsPanel
+from quantdesk.ui.chat.settings_panel import ChatSettingsPanel
 from quantdesk.ui.context import AppContext
 from quantdesk.ui.discover import FilesModel
 from quantdesk.ui.lab import LabPage

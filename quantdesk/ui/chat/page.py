@@ -1,10 +1,13 @@
 """Chat: conversations on the left, the transcript in the middle, model settings on the right.
 
-The page owns one ChatEngine (quantdesk/core/chat/engine.py) and one conversation Store (quantdesk/core/chat/store.py).
-Loading and generating are Jobs run by ctx.jobs, one at a time; the reply streams into a
-ReplyStream that the worker also saves to the store every few tokens, and the view re-renders
-the growing reply on each (throttled, ~10 per second) progress signal. The UI thread only ever
-renders and saves small rows, so the window stays responsive while tokens stream.
+The load → reply → save state machine is quantdesk.core.chat.session.ChatSession, which owns the
+ChatEngine and the conversation Store and has no Qt in it; this page is its view and its hands. It
+builds the widgets, turns clicks and keys into calls on the session, runs the session's jobs with
+ctx.jobs (each in a worker thread, its signals fed back to the session in the UI thread), and shows
+what the session's events say. The reply streams into a ReplyStream that the worker also saves to
+the store every few tokens, and the view re-renders the growing reply on each (throttled, ~10 per
+second) progress signal. The UI thread only ever renders and saves small rows, so the window stays
+responsive while tokens stream.
 """
 
 from __future__ import annotations
@@ -32,23 +35,15 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.core import renames
-from quantdesk.core.chat.engine import (
-    ChatEngine,
-    ChatSettings,
-    ModelFacts,
-    Reply,
-    ReplyStream,
-    default_settings,
-    read_facts,
-)
-from quantdesk.core.chat.store import UNTITLED, Store
-from quantdesk.core.fit import Verdict
+from quantdesk.core.chat.engine import ChatEngine, ChatSettings, ModelFacts, default_settings
+from quantdesk.core.chat.session import ChatEvents, ChatSession, JobCallbacks
+from quantdesk.core.chat.store import UNTITLED, Store, StoredMessage
 from quantdesk.core.gguf.reader import GGUFError
 from quantdesk.core.jobs import Job
 from quantdesk.core.starter import starter_model_path
 from quantdesk.ui import theme
-from quantdesk.ui.chat_settings import ChatSettingsPanel
-from quantdesk.ui.chat_widgets import Composer, MessageWidget, Transcript, copy_text
+from quantdesk.ui.chat.settings_panel import ChatSettingsPanel
+from quantdesk.ui.chat.widgets import Composer, MessageWidget, Transcript, copy_text
 from quantdesk.ui.widgets import ElidedLabel, EmptyState, ErrorBanner, label
 from quantdesk.ui.workers import JobHandle
 
@@ -70,22 +65,10 @@ class ChatPage(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName("PageRoot")
-        self.store = Store()
-        self.engine = ChatEngine()
-        self.model_path: Path | None = None
-        self.facts: ModelFacts | None = None
-        self.conversation_id: int | None = None
-        self.load_handle: JobHandle | None = None
-        self.reply_handle: JobHandle | None = None
-        self._stream: ReplyStream | None = None
-        self._reply_widget: MessageWidget | None = None
-        self._reply_id: int | None = None
-        self._reply_conv: int = 0  # the conversation the running reply belongs to
-        self._editing_id: int | None = None
-        self._pending_reply = False  # a reply waits for the model to finish loading
-        self._closed = False
         self._library_models: list[Path] = []
         self._build()
+        # the settings in force are the panel's: the session reads them at each step
+        self.session = ChatSession(Store(), ChatEngine(), self._start_job, self.panel.settings, self._events())
         self._wire()
         self._init_models()
         self.refresh_conversations()
@@ -97,6 +80,55 @@ class ChatPage(QWidget):
                 f"is kept as {self.store.moved_aside.name} in the data folder.",
                 str(self.store.moved_aside),
             )
+
+    # the session's state, read by the page and by tests
+    @property
+    def store(self) -> Store:
+        return self.session.store
+
+    @property
+    def engine(self) -> ChatEngine:
+        return self.session.engine
+
+    @property
+    def model_path(self) -> Path | None:
+        return self.session.model_path
+
+    @property
+    def facts(self) -> ModelFacts | None:
+        return self.session.facts
+
+    @property
+    def conversation_id(self) -> int | None:
+        return self.session.conversation_id
+
+    def _events(self) -> ChatEvents:
+        """Where each of the session's events lands in the view."""
+        return ChatEvents(
+            state_changed=self._update_controls,
+            status=self._set_status,
+            footer=self._set_footer,
+            failed=self._show_failure,
+            wont_fit=self._wont_fit,
+            model_selected=self._model_selected,
+            settings_restored=self._settings_restored,
+            message_added=self._message_added,
+            reply_started=self._reply_started,
+            reply_progress=self._reply_progress,
+            reply_ended=self._reply_ended,
+            messages_removed=self._messages_removed,
+            conversation_updated=self._conversation_updated,
+            edit_ended=self._edit_ended,
+        )
+
+    def _start_job(self, job: Job[Any], on: JobCallbacks) -> JobHandle:
+        """How the session runs a job here: in a ctx.jobs worker, its signals back in the UI thread."""
+        handle = self.ctx.jobs.start(job)
+        handle.progress.connect(on.progress)
+        handle.finished.connect(on.finished)
+        handle.failed.connect(on.failed)
+        handle.cancelled.connect(on.cancelled)
+        return handle
 
     # ---------------------------------------------------------------------------------- layout
     def _build(self) -> None:
@@ -287,7 +319,7 @@ class ChatPage(QWidget):
         handle.failed.connect(lambda error, tb: log.warning("could not list the library: %s", error))
 
     def _library_listed(self, paths: list[Path]) -> None:
-        if self._closed:
+        if self.session.closed:
             return
         self._library_models = list(paths)
         self._fill_model_box()
@@ -320,101 +352,45 @@ class ChatPage(QWidget):
         """Use `path` for this chat (and new ones); it loads in the background when needed."""
         path = Path(path)
         try:
-            facts = read_facts(path)
+            self.session.select_model(path)  # the view follows in _model_selected
         except GGUFError as e:
             self.error.show_failure(e, doing="Cannot use this model")
             self._fill_model_box()
             return
-        self.model_path, self.facts = path, facts
-        recent = [str(path)] + [p for p in (self.ctx.setting("chat.recent_models", []) or []) if p != str(path)]
-        if path != starter_model_path():
-            self.ctx.set_setting("chat.recent_models", recent[:10])
-        self.ctx.set_setting("chat.last_model", str(path))
-        self._fill_model_box()
-        saved = self.store.model_settings(path)
-        self.panel.set_model(facts)
-        self.panel.set_settings(ChatSettings.from_dict(saved, default_settings(facts)))
-        if self.conversation_id is not None:
-            self.store.set_conversation_model(self.conversation_id, path, self.panel.settings().to_dict())
-        self._update_placeholder()
         if announce:
             self._set_status(f"{path.stem} selected")
             if self.isVisible():
                 self.preload()
 
+    def _model_selected(self, facts: ModelFacts, settings: ChatSettings) -> None:
+        """The session uses another model (picked here, or an opened conversation's): remember it
+        among the recent files, show it in the menu, and show its settings in the panel."""
+        path = facts.path
+        recent = [str(path)] + [p for p in (self.ctx.setting("chat.recent_models", []) or []) if p != str(path)]
+        if path != starter_model_path():
+            self.ctx.set_setting("chat.recent_models", recent[:10])
+        self.ctx.set_setting("chat.last_model", str(path))
+        self._fill_model_box()
+        self.panel.set_model(facts)
+        self.panel.set_settings(settings)
+        self._update_placeholder()
+
     def preload(self) -> None:
         """Load the selected model now so the first reply starts at once."""
-        if (
-            self.model_path is not None
-            and self._idle()
-            and self.engine.needs_reload(self.model_path, self.panel.settings())
-        ):
-            self._start_load()
+        self.session.preload()
 
     def on_shown(self) -> None:
         if self.ctx.setting("chat.preload", True):
             QTimer.singleShot(100, self.preload)
         self.composer.edit.setFocus()
 
-    def _idle(self) -> bool:
-        """No job at all: neither loading nor generating."""
-        return self.load_handle is None and self.reply_handle is None
+    def _wont_fit(self, message: str) -> None:
+        """The model was not loaded because it cannot fit: say so and show the settings that help."""
+        self.error.show_error(message)
+        self.panel_button.setChecked(True)
 
-    def _replying(self) -> bool:
-        """A reply is on its way (streaming, or waiting for the model to load)."""
-        return self.reply_handle is not None or self._pending_reply
-
-    def _start_load(self) -> bool:
-        assert self.model_path is not None
-        settings = self.panel.settings()
-        verdict = self.panel.memory_verdict()
-        if verdict is Verdict.WONT_FIT:
-            self.error.show_error(
-                f"{self.model_path.name} will not fit in free memory with these settings. Lower the context "
-                "length or pick a smaller KV cache type in the model settings, or close other programs."
-            )
-            self.panel_button.setChecked(True)
-            return False
-        if verdict is Verdict.TIGHT:
-            self._set_status(f"Loading {self.model_path.stem}… memory is tight: other programs may slow down")
-        else:
-            self._set_status(f"Loading {self.model_path.stem}…")
-        self.load_handle = self.ctx.jobs.start(self.engine.load_job(self.model_path, settings))
-        self.load_handle.finished.connect(self._loaded)
-        self.load_handle.failed.connect(self._load_failed)
-        self.load_handle.cancelled.connect(self._load_cancelled)
-        self._update_controls()
-        return True
-
-    def _loaded(self, facts: ModelFacts) -> None:
-        if self._closed:
-            return
-        self.load_handle = None
-        self._set_status(self._ready_text())
-        self._update_controls()
-        if self._pending_reply:
-            if self.model_path is not None and self.engine.needs_reload(self.model_path, self.panel.settings()):
-                if not self._start_load():  # the model or its settings changed while it loaded
-                    self._pending_reply = False
-                    self._abandon_reply("The model was not loaded.")
-                return
-            self._pending_reply = False
-            self._start_reply()
-
-    def _load_failed(self, error: BaseException, tb: str) -> None:
-        self.load_handle = None
-        self._pending_reply = False
-        self._set_status("")
-        self.error.show_failure(error, tb, doing="Could not load the model")
-        self._abandon_reply("The model did not load, so there is no reply.")
-        self._update_controls()
-
-    def _load_cancelled(self) -> None:
-        self.load_handle = None
-        self._pending_reply = False
-        self._set_status("Loading cancelled")
-        self._abandon_reply("Stopped before the model finished loading.")
-        self._update_controls()
+    def _show_failure(self, error: BaseException, details: str, doing: str) -> None:
+        self.error.show_failure(error, details, doing=doing)
 
     # ----------------------------------------------------------------------------- settings
     def _toggle_panel(self, on: bool) -> None:
@@ -432,21 +408,16 @@ class ChatPage(QWidget):
         self.conv_pane.setVisible(room - self.conv_pane.width() >= 520)
 
     def _settings_changed(self) -> None:
-        if self.model_path is None:
-            return
-        settings = self.panel.settings()
-        self.store.save_model_settings(self.model_path, settings.to_dict())
-        if self.conversation_id is not None:
-            self.store.set_conversation_model(self.conversation_id, self.model_path, settings.to_dict())
-        if self.engine.loaded and self.engine.template_override != settings.template_override and self._idle():
-            self.engine.set_template(settings.template_override)
-        if self.engine.loaded and self.engine.needs_reload(self.model_path, settings):
-            self._set_status("Settings changed: the model reloads with the next message")
+        self.session.settings_changed()
+
+    def _settings_restored(self, settings: ChatSettings) -> None:
+        """An opened conversation brings its own settings."""
+        self.panel.set_settings(settings)
 
     def _reset_settings(self) -> None:
         if self.facts is not None:
             self.panel.set_settings(default_settings(self.facts))
-            self._settings_changed()
+            self.session.settings_changed()
 
     # ------------------------------------------------------------------------ conversations
     def refresh_conversations(self) -> None:
@@ -469,16 +440,8 @@ class ChatPage(QWidget):
         if cid is not None and cid != self.conversation_id:
             self.open_conversation(int(cid))
 
-    def _leave_current(self) -> None:
-        """Before showing another conversation: stop a running reply and let it finish in the store only."""
-        if self._replying():
-            self.stop()
-        self._reply_widget = None  # its widget is about to go; the reply's end still saves the text
-
     def new_chat(self) -> None:
-        self._leave_current()
-        self.conversation_id = None
-        self._end_edit()
+        self.session.new_chat()  # a reply still streaming stops, and is saved to its own conversation
         self.transcript.clear()
         self.title_label.setText(UNTITLED)
         self.conv_list.clearSelection()
@@ -487,17 +450,10 @@ class ChatPage(QWidget):
         self.composer.edit.setFocus()
 
     def open_conversation(self, conversation_id: int) -> None:
-        conv = self.store.conversation(conversation_id)
+        conv = self.session.open_conversation(conversation_id)  # its model and settings come with it
         if conv is None:
             return
-        self._leave_current()
-        self._end_edit()
-        self.conversation_id = conversation_id
         self.title_label.setText(conv.title)
-        if conv.model_path and Path(conv.model_path).is_file() and Path(conv.model_path) != self.model_path:
-            self.select_model(Path(conv.model_path), announce=False)
-        if conv.settings and self.facts is not None:
-            self.panel.set_settings(ChatSettings.from_dict(conv.settings, default_settings(self.facts)))
         self.transcript.clear()
         for m in self.store.messages(conversation_id):
             w = self._add_message_widget(m.id, m.role, m.content)
@@ -508,6 +464,14 @@ class ChatPage(QWidget):
                     w.stats.setText("interrupted: the app closed before this reply finished")
         self._update_placeholder()
         self.transcript.scroll_to_bottom()
+
+    def _conversation_updated(self, conversation_id: int) -> None:
+        """A message named the conversation, or a reply ended: its title and place in the list."""
+        if conversation_id == self.conversation_id:
+            conv = self.store.conversation(conversation_id)
+            if conv is not None:
+                self.title_label.setText(conv.title)
+        self.refresh_conversations()
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
         self.store.rename(conversation_id, title)
@@ -620,162 +584,79 @@ class ChatPage(QWidget):
         empty.setMinimumHeight(320)
         self.transcript.set_placeholder(empty)
 
-    def edit_message(self, message_id: int) -> None:
-        if self._replying():
-            return
+    def _widget(self, conversation_id: int, message_id: int | None) -> MessageWidget | None:
+        """The widget showing `message_id`, when its conversation is the one on screen."""
+        if message_id is None or conversation_id != self.conversation_id:
+            return None
         for w in self.transcript.messages:
             if w.message_id == message_id:
-                self._editing_id = message_id
-                self.composer.edit.setPlainText(w.text)
-                self.composer.edit.setFocus()
-                self.edit_notice.show()
+                return w
+        return None
+
+    def _message_added(self, conversation_id: int, message: StoredMessage) -> None:
+        if conversation_id == self.conversation_id:
+            self._add_message_widget(message.id, message.role, message.content)
+
+    def _messages_removed(self, conversation_id: int, message_id: int) -> None:
+        if conversation_id == self.conversation_id:
+            self.transcript.remove_from(message_id)
+
+    def _reply_started(self, conversation_id: int, message_id: int) -> None:
+        """The empty reply, shown at once (its actions wait until it has ended)."""
+        if conversation_id == self.conversation_id:
+            w = self._add_message_widget(message_id, "assistant", "")
+            w.set_actions_enabled(False)
+            self.transcript.scroll_to_bottom()
+
+    def _reply_progress(self, conversation_id: int, message_id: int, text: str, tokens: int) -> None:
+        w = self._widget(conversation_id, message_id)
+        if w is not None:  # a reply left behind by a new chat goes on in the store only
+            w.set_text(text)
+            self.footer.setText(f"{tokens} tokens so far")
+
+    def _reply_ended(self, conversation_id: int, message_id: int, text: str, stats: dict[str, Any]) -> None:
+        w = self._widget(conversation_id, message_id)
+        if w is not None:
+            w.set_text(text if text else "(no reply)")
+            w.set_stats(stats)
+            w.set_actions_enabled(True)
+
+    def edit_message(self, message_id: int) -> None:
+        text = self.session.start_edit(message_id)
+        if text is not None:
+            self.composer.edit.setPlainText(text)
+            self.composer.edit.setFocus()
+            self.edit_notice.show()
 
     def _end_edit(self) -> None:
-        if self._editing_id is not None:
-            self.composer.edit.clear()
-        self._editing_id = None
+        """Cancel edit: the session forgets the edit, then _edit_ended clears the composer."""
+        self.session.cancel_edit()
+        self.edit_notice.hide()
+
+    def _edit_ended(self) -> None:
+        self.composer.edit.clear()
         self.edit_notice.hide()
 
     def send(self, text: str | None = None) -> bool:
         """Send the composer's text (or `text`); returns False when there is nothing to do."""
         text = (self.composer.edit.toPlainText() if text is None else text).strip()
-        if not text or self._replying() or self.model_path is None:
+        if not self.session.can_send(text):
             return False
         self.error.hide()
-        if self.conversation_id is None:
-            self.conversation_id = self.store.create_conversation(self.model_path, self.panel.settings().to_dict())
-        if self._editing_id is not None:
-            self.store.delete_from(self.conversation_id, self._editing_id)
-            self.transcript.remove_from(self._editing_id)
-            self._editing_id = None
-            self.edit_notice.hide()
         self.composer.edit.clear()
-        mid = self.store.add_message(self.conversation_id, "user", text)
-        self._add_message_widget(mid, "user", text)
-        conv = self.store.conversation(self.conversation_id)
-        assert conv is not None  # it holds the message just added
-        self.title_label.setText(conv.title)
-        self.refresh_conversations()
-        self._begin_reply()
-        return True
+        return self.session.send(text)
 
     def regenerate(self, message_id: int) -> None:
         """Replace the reply `message_id` (and anything after it) with a new one."""
-        if self._replying() or self.conversation_id is None:
-            return
-        self.store.delete_from(self.conversation_id, message_id)
-        self.transcript.remove_from(message_id)
-        self._begin_reply()
-
-    def _begin_reply(self) -> None:
-        """Add the (empty) reply, then generate it, loading the model first if needed."""
-        assert self.conversation_id is not None and self.model_path is not None
-        settings = self.panel.settings()
-        self.store.set_conversation_model(self.conversation_id, self.model_path, settings.to_dict())
-        self._reply_conv = self.conversation_id
-        self._reply_id = self.store.add_message(self.conversation_id, "assistant", "", complete=False)
-        self._reply_widget = self._add_message_widget(self._reply_id, "assistant", "")
-        self._reply_widget.set_actions_enabled(False)
-        self.transcript.scroll_to_bottom()
-        if self.load_handle is not None:  # the model is loading already (e.g. preloading at start)
-            self._pending_reply = True
-            self._update_controls()
-            return
-        if self.engine.needs_reload(self.model_path, settings):
-            self._pending_reply = True
-            if not self._start_load():
-                self._pending_reply = False
-                self._abandon_reply("The model was not loaded.")
-            self._update_controls()
-            return
-        self._start_reply()
-
-    def _start_reply(self) -> None:
-        assert self.conversation_id is not None and self._reply_id is not None
-        history = [m.as_chat() for m in self.store.messages(self.conversation_id) if m.id != self._reply_id]
-        self._stream = ReplyStream()
-        self._stream.listeners.append(self.store.streaming_writer(self._reply_id))
-        settings = self.panel.settings()
-        if self.engine.template_override != settings.template_override:
-            self.engine.set_template(settings.template_override)
-        self.reply_handle = self.ctx.jobs.start(
-            self.engine.generate_job(history, settings, self._stream), min_interval=0.1
-        )
-        self.reply_handle.progress.connect(self._reply_progress)
-        self.reply_handle.finished.connect(self._reply_finished)
-        self.reply_handle.failed.connect(self._reply_failed)
-        self.reply_handle.cancelled.connect(lambda: self._reply_finished(None))
-        self._set_status("Generating…")
-        self._update_controls()
-
-    def _reply_progress(self, _p) -> None:
-        if self._reply_widget is not None and self._stream is not None:
-            self._reply_widget.set_text(self._stream.text)
-            self.footer.setText(f"{self._stream.tokens} tokens so far")
-
-    def _reply_finished(self, reply: Reply | None) -> None:
-        if self._closed:
-            return
-        text = reply.text if reply is not None else (self._stream.text if self._stream else "")
-        stats: dict[str, Any] = reply.stats.to_dict() if reply is not None else {}
-        stats["finish_reason"] = reply.finish_reason if reply is not None else "stopped"
-        if reply is not None and reply.dropped_messages:
-            stats["dropped_messages"] = reply.dropped_messages
-        if self._reply_id is not None:
-            self.store.update_message(self._reply_id, text, complete=True, stats=stats)
-        if self._reply_widget is not None:
-            self._reply_widget.set_text(text if text else "(no reply)")
-            self._reply_widget.set_stats(stats)
-            self._reply_widget.set_actions_enabled(True)
-        self.reply_handle = None
-        self._reply_widget = None
-        self._reply_id = None
-        self.footer.setText("")
-        self._set_status(
-            "Stopped. " + self._ready_text() if stats["finish_reason"] == "stopped" else self._ready_text()
-        )
-        self._update_controls()
-        self.refresh_conversations()
-
-    def _reply_failed(self, error: BaseException, tb: str) -> None:
-        if self._closed:
-            return
-        self.error.show_failure(error, tb, doing="The reply failed")
-        partial = self._stream.text if self._stream else ""
-        if self._reply_id is not None:
-            if partial:
-                self.store.update_message(self._reply_id, partial, complete=True, stats={"finish_reason": "error"})
-            else:
-                self.store.delete_from(self._reply_conv, self._reply_id)
-                if self.conversation_id == self._reply_conv:
-                    self.transcript.remove_from(self._reply_id)
-        self.reply_handle = None
-        self._reply_widget = None
-        self._reply_id = None
-        self._set_status("")
-        self._update_controls()
-
-    def _abandon_reply(self, why: str) -> None:
-        """Remove the empty reply placeholder when no reply will come."""
-        if self._reply_id is not None:
-            self.store.delete_from(self._reply_conv, self._reply_id)
-            if self.conversation_id == self._reply_conv:
-                self.transcript.remove_from(self._reply_id)
-        self._reply_id = None
-        self._reply_widget = None
-        self.footer.setText(why)
+        self.session.regenerate(message_id)
 
     def stop(self) -> None:
         """Stop the reply (within a token) or the loading that precedes it."""
-        if self.reply_handle is not None:
-            self.reply_handle.cancel()
-            self._set_status("Stopping…")
-        elif self.load_handle is not None and self._pending_reply:
-            self.load_handle.cancel()
+        self.session.stop()
 
     def busy(self) -> bool:
         """Loading or replying (tests and the window wait on this)."""
-        return not self._idle()
+        return self.session.busy
 
     # --------------------------------------------------------------------------------- misc
     def _theme_changed(self) -> None:
@@ -784,46 +665,24 @@ class ChatPage(QWidget):
         self.panel_button.setIcon(theme.icon("panel"))
         self.composer.set_generating(self.composer.generating)
         self._fill_model_box()
-        if self.conversation_id is not None and self._idle():
+        if self.conversation_id is not None and self.session.idle:
             self.open_conversation(self.conversation_id)
 
-    def _ready_text(self) -> str:
-        if not self.engine.loaded or self.engine.model_path is None:
-            return "Enter sends · Shift+Enter for a new line"
-        settings = self.panel.settings()
-        threads = settings.resolved_threads()
-        where = "CPU"
-        if settings.gpu_layers != 0 and self.panel.gpu_layers.isEnabled():
-            layers = "all layers" if settings.gpu_layers < 0 else f"{settings.gpu_layers} layers"
-            where = f"{layers} on the GPU"
-        return (
-            f"{self.engine.model_path.stem} ready · {self.engine.context_size():,} tokens of context · "
-            f"{threads} thread{'s' if threads != 1 else ''} · {where}"
-        )
-
     def _set_status(self, text: str) -> None:
-        self.status.setText(text or self._ready_text())
+        self.status.setText(text or self.session.ready_text())
+
+    def _set_footer(self, text: str) -> None:
+        self.footer.setText(text)
 
     def _update_controls(self) -> None:
-        replying = self._replying()
+        replying = self.session.replying
         self.composer.set_generating(replying)
-        self.model_box.setEnabled(self._idle())
+        self.model_box.setEnabled(self.session.idle)
+        streaming = self._widget(self.session.reply_conversation, self.session.reply_id)
         for w in self.transcript.messages:
-            if w is not self._reply_widget:
+            if w is not streaming:
                 w.set_actions_enabled(not replying)
 
     def shutdown(self) -> None:
         """Window closing: stop, wait for the worker, free the model, close the database."""
-        if self._closed:
-            return
-        self.stop()
-        for handle in (self.reply_handle, self.load_handle):
-            if handle is not None:
-                handle.wait(10)
-        self._closed = True  # results still queued for the UI thread are ignored from here on
-        if self._reply_id is not None and self._stream is not None:
-            self.store.update_message(
-                self._reply_id, self._stream.text, complete=True, stats={"finish_reason": "stopped"}
-            )
-        self.engine.unload()
-        self.store.close()
+        self.session.shutdown()

@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from quantdesk.core.units import human_duration
-from quantdesk.ui import markdown, theme
+from quantdesk.ui import theme
+from quantdesk.ui.chat import markdown
 from quantdesk.ui.widgets import label
 
 READABLE_WIDTH = 720  # px: about 75 characters of body text
