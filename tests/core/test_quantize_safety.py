@@ -611,3 +611,30 @@ def test_tensor_names_from_the_file_are_escaped_in_messages(tmp_path: Path) -> N
         lambda p: labels.append(p.message),
     )
     assert labels and not any("\x1b" in m or "\n" in m for m in labels)  # the progress line too
+
+
+def test_a_source_truncated_while_being_quantized_is_named(f16_small: Path, tmp_path: Path) -> None:
+    """Another program truncating the source mid-run killed the process with SIGBUS (the source was
+    memory-mapped, and Python cannot catch that signal). Run in a child process, so that a regression
+    cannot take the test session down with it."""
+    src = tmp_path / "model.gguf"
+    shutil.copy(f16_small, src)
+    script = f"""
+import os, sys
+from quantdesk.core.quantize.run import QuantizeError, QuantizeRequest, quantize_file
+src = {str(src)!r}
+cut = []
+def report(p):
+    if "blk.0" in p.message and not cut:
+        os.truncate(src, os.path.getsize(src) // 2)  # as another program would
+        cut.append(1)
+try:
+    quantize_file(QuantizeRequest(src, {str(tmp_path / "q.gguf")!r}, "Q8_0", threads=1), report)
+except QuantizeError as e:
+    print("refused:", e)
+    sys.exit(3)
+"""
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, (r.returncode, r.stderr[-2000:])
+    assert "refused: model.gguf: the file got shorter while it was being read" in r.stdout
+    assert _files(tmp_path) == {"model.gguf"}

@@ -6,9 +6,9 @@ The same bytes llama.cpp's llama-quantize writes (tests compare them), made by o
 1. prepare(): every check that can fail is done before anything is written: the source is a
    sound GGUF (quantdesk.core.gguf.reader), it is not the output, the output does not exist (unless
    overwrite), the imatrix reads, the plan can be made (quantdesk.core.quantize.plan), the disk has room.
-2. run(): the source is memory-mapped read-only and processed tensor by tensor, in slices of
-   rows, so memory stays bounded by a slice, not the model (pages already used are handed back
-   to the OS). The output is an unnamed file in the destination folder that gets its name only
+2. run(): the source is read tensor by tensor, in slices of rows, so memory stays bounded by
+   a slice, not the model (pages already used are handed back to the OS). Plain reads, not a
+   memory map: see _Source. The output is an unnamed file in the destination folder that gets its name only
    when complete (quantdesk.core.quantize.writer); a card is written beside it (quantdesk.core.model_card).
 
 Both run as one quantdesk.core.jobs Job: progress in bytes of the source, with the tensor in the
@@ -18,14 +18,13 @@ under a second of work).
 
 from __future__ import annotations
 
-import mmap
+import math
 import os
 import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,7 +225,7 @@ def prepare(request: QuantizeRequest) -> Prepared:
             raise QuantizeError(f"{printable(t.name)}: cannot read type {t.src_type.name} to requantize it")
         if imatrix is not None and t.converts:
             try:
-                imatrix.for_tensor(t.name, t.shape[0] * int(np.prod(t.shape[2:], dtype=np.int64)))
+                imatrix.for_tensor(t.name, t.shape[0] * math.prod(t.shape[2:]))
             except ImatrixError as e:
                 raise QuantizeError(str(e)) from None
 
@@ -254,8 +253,8 @@ _GGUF_PY_DEQUANT = set(getattr(gguf.quants, "_type_traits", {})) | {T.F32, T.F16
 # --- converting one slice of rows -------------------------------------------------------------
 
 
-def _read_rows(mm: mmap.mmap, t: TensorPlan, row0: int, nrows: int) -> tuple[np.ndarray, str | None]:
-    """Rows [row0, row0+nrows) of the source tensor as the kernels take them (no copy for F32/F16).
+def _read_rows(src_file: _Source, t: TensorPlan, row0: int, nrows: int) -> tuple[np.ndarray, str | None]:
+    """Rows [row0, row0+nrows) of the source tensor as the kernels take them.
 
     Returns (array, src_dtype) where src_dtype is "bf16" for raw bfloat16 bits."""
     n = t.shape[0]
@@ -263,11 +262,11 @@ def _read_rows(mm: mmap.mmap, t: TensorPlan, row0: int, nrows: int) -> tuple[np.
     if src in (T.F32, T.F16, T.BF16):
         dtype = {T.F32: np.float32, T.F16: np.float16, T.BF16: np.uint16}[src]
         itemsize = np.dtype(dtype).itemsize
-        a = np.frombuffer(mm, dtype=dtype, count=nrows * n, offset=t.src_offset + row0 * n * itemsize)
+        a = src_file.read(t.src_offset + row0 * n * itemsize, nrows * n * itemsize).view(dtype)
         return a.reshape(nrows, n), ("bf16" if src == T.BF16 else None)
     blk, size = gguf.GGML_QUANT_SIZES[src]
     rbytes = n // blk * size
-    raw = np.frombuffer(mm, dtype=np.uint8, count=nrows * rbytes, offset=t.src_offset + row0 * rbytes)
+    raw = src_file.read(t.src_offset + row0 * rbytes, nrows * rbytes)
     if src.name in kquant.TYPES:
         return kquant.dequantize(raw, src.name, (nrows, n)), None
     return gguf.quants.dequantize(raw.reshape(nrows, rbytes), src).astype(np.float32, copy=False), None
@@ -369,35 +368,44 @@ def _check_finite(t: TensorPlan, data: bytes | memoryview | np.ndarray, dtype: T
 # --- the run ----------------------------------------------------------------------------------
 
 
-@contextmanager
-def _mapped(path: Path) -> Iterator[mmap.mmap]:
-    """The source, memory-mapped read-only for the length of the run.
+class _Source:
+    """The source file, read with plain reads at given offsets.
 
-    The rows handed to the kernels are numpy views of this map. When a run fails (a NaN weight,
-    say), the exception's traceback still holds such a view while the map is closed, and
-    mmap.close() then raises BufferError, which would replace the error the user needs to see.
-    The map is released with the last view instead."""
-    with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        yield mm
-    finally:
-        with suppress(BufferError):
-            mm.close()
+    Not a memory map: when another program truncates a mapped file (a download restarted, a copy
+    overwritten), touching a page past its new end kills the process with SIGBUS, which Python
+    cannot catch, and the user saw the app vanish. A read just comes back short, and we can say
+    what happened. The copy a read makes costs little next to the quantization of those rows."""
 
+    def __init__(self, path: Path):
+        self.name = path.name
+        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close(), after the run)
 
-def _drop_pages(mm: mmap.mmap, start: int, stop: int) -> None:
-    """Tell the OS we are done with these source pages, so they do not pile up in our memory."""
-    advice = getattr(mmap, "MADV_DONTNEED", None)
-    if advice is None or stop <= start:
-        return
-    page = mmap.PAGESIZE
-    a = start // page * page
-    b = min(len(mm), -(-stop // page) * page)
-    try:
-        mm.madvise(advice, a, b - a)
-    except (OSError, ValueError):
-        pass  # only an optimisation
+    def read(self, offset: int, n: int) -> np.ndarray:
+        """n bytes at offset, as uint8; QuantizeError when the file ends before them."""
+        buf = bytearray(n)
+        view = memoryview(buf)
+        self.file.seek(offset)
+        got = 0
+        while got < n:
+            k = self.file.readinto(view[got:])
+            if not k:
+                raise QuantizeError(
+                    f"{self.name}: the file got shorter while it was being read (did another program change "
+                    "it?); nothing was written"
+                )
+            got += k
+        return np.frombuffer(buf, dtype=np.uint8)
+
+    def done_with(self, start: int, stop: int) -> None:
+        """Tell the OS we are done with these bytes, so they do not crowd the page cache."""
+        if stop > start and hasattr(os, "posix_fadvise"):
+            try:
+                os.posix_fadvise(self.file.fileno(), start, stop - start, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass  # only an optimisation
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _human_name(name: str) -> str:
@@ -415,7 +423,8 @@ def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> Qu
     hasher = _BackgroundHash(req.source)  # overlaps hashing the source with the work
     out = AtomicOutput(req.output, overwrite=req.overwrite)
     try:
-        with _mapped(req.source) as mm:
+        source = _Source(req.source)
+        try:
             out.write(prepared.header)
             done_in = 0
             for i, t in enumerate(plan.tensors):
@@ -426,13 +435,15 @@ def run(prepared: Prepared, report: ProgressCallback, cancel: CancelToken) -> Qu
                 def progress(d: int, base: int = done_in, label: str = label) -> None:
                     report(Progress(base + d, total_in, "B", label, "Quantizing"))
 
-                written = _write_tensor(mm, t, prepared, out, cancel, progress)
+                written = _write_tensor(source, t, prepared, out, cancel, progress)
                 pad = -written % prepared.alignment
                 if pad:
                     out.write(bytes(pad))
                 done_in += t.src_nbytes
             report(Progress(total_in, total_in, "B", "Writing to disk", "Quantizing"))
             cancel.check()
+        finally:
+            source.close()
         source_hash = hasher.result(cancel)
         try:
             out.commit()
@@ -479,7 +490,7 @@ def _card_options(req: QuantizeRequest) -> dict[str, object]:
 
 
 def _write_tensor(
-    mm: mmap.mmap,
+    source: _Source,
     t: TensorPlan,
     prepared: Prepared,
     out: AtomicOutput,
@@ -490,22 +501,19 @@ def _write_tensor(
     if not t.converts:
         src_row_bytes = max(1, row_bytes(t.src_type, t.shape[0]))
         step = max(1, SLICE_VALUES * 2 // src_row_bytes) * src_row_bytes  # whole rows, to check them
-        view = memoryview(mm)
-        try:
-            for a in range(0, t.src_nbytes, step):
-                b = min(t.src_nbytes, a + step)
-                _check_finite(t, view[t.src_offset + a : t.src_offset + b], t.src_type, a // src_row_bytes, True)
-                out.write(view[t.src_offset + a : t.src_offset + b])
-                _drop_pages(mm, t.src_offset + a, t.src_offset + b)
-                progress(b)
-                cancel.check()
-        finally:
-            view.release()
+        for a in range(0, t.src_nbytes, step):
+            b = min(t.src_nbytes, a + step)
+            chunk = source.read(t.src_offset + a, b - a)
+            _check_finite(t, chunk, t.src_type, a // src_row_bytes, True)
+            out.write(chunk)
+            source.done_with(t.src_offset + a, t.src_offset + b)
+            progress(b)
+            cancel.check()
         return t.src_nbytes
 
     ncols = t.shape[0]
-    rows_per_expert = int(np.prod(t.shape[1:2], dtype=np.int64)) if len(t.shape) > 1 else 1
-    n_experts = int(np.prod(t.shape[2:], dtype=np.int64)) if len(t.shape) > 2 else 1
+    rows_per_expert = t.shape[1] if len(t.shape) > 1 else 1
+    n_experts = math.prod(t.shape[2:])
     im = None
     if prepared.imatrix is not None:
         im = prepared.imatrix.for_tensor(t.name, ncols * n_experts)
@@ -520,7 +528,7 @@ def _write_tensor(
             rows = min(step, rows_per_expert - r)
             row0 = e * rows_per_expert + r
             started = time.monotonic()
-            x, src_dtype = _read_rows(mm, t, row0, rows)
+            x, src_dtype = _read_rows(source, t, row0, rows)
             try:
                 data = convert_rows(x, src_dtype, t.dst_type, im_e, prepared.request.threads)
             except ValueError as err:
@@ -532,7 +540,7 @@ def _write_tensor(
             del x
             out.write(data)
             written += data.size
-            _drop_pages(mm, t.src_offset + row0 * src_row_bytes, t.src_offset + (row0 + rows) * src_row_bytes)
+            source.done_with(t.src_offset + row0 * src_row_bytes, t.src_offset + (row0 + rows) * src_row_bytes)
             progress((row0 + rows) * src_row_bytes)
             cancel.check()
             r += rows
