@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ["bench.kernels", "bench.quantize_file", "bench.chat", "bench.gpu"]
+MODULES = ["bench.kernels", "bench.quantize_file", "bench.chat", "bench.gpu", "bench.server"]
 
 
 def main() -> int:

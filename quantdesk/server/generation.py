@@ -10,8 +10,12 @@ stream) and can add what a request asks for (a grammar, log-probabilities, stop 
 
 A worker thread owns the model while it generates (the model's lock: llama.cpp contexts are
 not thread-safe) and posts events to the event loop with call_soon_threadsafe, which never
-blocks generation. The client going away sets the worker's cancel token; generation checks it
-between tokens, so the model is free again within one token.
+blocks generation. Each request gets a new thread that ends with it, as Chat's jobs do: llama.cpp
+computes with OpenMP, which keeps a pool of threads for every live thread that has computed, and
+with two pools alive on a machine with few cores generation runs two to five times slower
+(bench/server.py measured it); a thread that ends frees its pool. The client going away sets
+the worker's cancel token; generation checks it between tokens, so the model is free again
+within one token.
 """
 
 from __future__ import annotations
