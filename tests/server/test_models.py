@@ -89,3 +89,22 @@ def test_a_model_that_does_not_fit_is_not_loaded(serve):
 
 def test_health(server):
     assert httpx.get(server.address + "/health").json()["status"] == "ok"
+
+
+def test_chat_settings_saved_for_a_model_apply_and_a_request_overrides_them(serve, starter_model):
+    from quantdesk.core.chat.store import Store
+
+    store = Store()
+    store.save_model_settings(starter_model, {"max_tokens": 3, "temperature": 0.0, "system_prompt": "Reply in French."})
+    store.close()
+    server = serve()
+    client = openai.OpenAI(base_url=server.address + "/v1", api_key="unused", max_retries=0)
+    saved = client.chat.completions.create(model="starter", messages=HI)
+    assert saved.usage.completion_tokens <= 3 and saved.choices[0].finish_reason == "length"
+    own = client.chat.completions.create(model="starter", messages=HI, max_tokens=6)
+    assert own.usage.completion_tokens == 6
+    # the saved system prompt is in the prompt unless the request brings its own
+    with_own_system = client.chat.completions.create(
+        model="starter", messages=[{"role": "system", "content": "x"}, *HI], max_tokens=1
+    )
+    assert with_own_system.usage.prompt_tokens < saved.usage.prompt_tokens
