@@ -368,6 +368,8 @@ def test_nan_inf_or_f16_overflow_in_the_weights(
         ({"num_key_value_heads": 1e308}, "config.json: num_key_value_heads is 1e[+]308, not a whole number"),
         ({"num_attention_heads": True}, "config.json: num_attention_heads is True, not a whole number"),
         ({"hidden_size": "x"}, "config.json: hidden_size is 'x', not a whole number"),
+        # found by tools/fuzz: the name from the file went into the message raw (a second line)
+        ({"architectures": ["Llama\nX\x1b[2J"]}, r"^architecture Llama\\nX\\x1b\[2J is not supported"),
         ({"num_attention_heads": 0}, "config.json: num_attention_heads is 0, outside 1 to 4294967295"),
         ({"hidden_size": 1 << 40}, "config.json: hidden_size is 1099511627776, outside 1 to 4294967295"),
         ({"rope_theta": 1e308}, "config.json: rope_theta is 1e[+]308, not a finite number a GGUF float32 can hold"),
@@ -401,6 +403,7 @@ def test_config_values_of_the_wrong_type(ckpt: Path, tmp_path: Path, changes: di
             "five-dimensions",
             r"tensor 'model.norm.weight' has 5 dimensions \[64, 1, 1, 1, 1\]; a GGUF tensor has at most 4",
         ),
+        ("dtype-a-list", r"malformed safetensors header \(entry 'model.norm.weight'\)$"),  # found by tools/fuzz
         ("a-dimension-of-2^63", r"\(entry 'model.norm.weight'\): a dimension of 9223372036854775808 is too large"),
         ("a-shape-whose-int64-product-wraps", r"\(entry 'model.norm.weight'\): byte range does not match its shape"),
         ("yaml-error-in-the-model-card", r"cannot read the model card .*ParserError: while parsing a flow sequence"),
@@ -428,6 +431,10 @@ def test_malformed_checkpoint_files(ckpt: Path, tmp_path: Path, case: str, match
     elif case == "bool-in-a-shape":
         header, payload = _header(ckpt)
         header["model.norm.weight"]["shape"] = [True, 64]
+        _rewrite(ckpt, header, payload)
+    elif case == "dtype-a-list":  # was a TypeError (unhashable type: 'list') traceback
+        header, payload = _header(ckpt)
+        header["model.norm.weight"]["dtype"] = ["F32"]
         _rewrite(ckpt, header, payload)
     elif case == "five-dimensions":  # the same bytes, trailing 1s appended: was written, and then unreadable
         header, payload = _header(ckpt)
@@ -540,6 +547,7 @@ def _rope_scaling(folder: Path, **changes: object) -> None:
         ("long-nested", r"config.json: rope_scaling.long_factor should be a list of numbers, not \[\[1.0\]"),
         ("long-with-null", "config.json: rope_scaling.long_factor should be a list of numbers"),
         ("long-with-a-bool", "config.json: rope_scaling.long_factor should be a list of numbers"),
+        ("max-position-null", r"config.json: max_position_embeddings is missing \(or null\)"),  # found by tools/fuzz
     ],
 )
 def test_phi3_rope_settings(pristine_phi3: Path, tmp_path: Path, case: str, match: str) -> None:
@@ -558,6 +566,8 @@ def test_phi3_rope_settings(pristine_phi3: Path, tmp_path: Path, case: str, matc
         _rope_scaling(folder, long_factor=[None] * half)
     elif case == "long-with-a-bool":
         _rope_scaling(folder, long_factor=[True] * half)
+    elif case == "max-position-null":  # was a TypeError traceback (None / int) in the attention factor
+        _edit_config(folder, max_position_embeddings=None)
     _refused(folder, tmp_path / "out", match)
 
 

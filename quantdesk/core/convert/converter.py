@@ -31,6 +31,7 @@ from quantdesk.core.convert.llama import LlamaFamily, MistralFamily
 from quantdesk.core.convert.phi3 import Phi3Family
 from quantdesk.core.convert.qwen import Qwen2Family, Qwen3Family
 from quantdesk.core.convert.safetensors_file import check_dtypes, index_checkpoint
+from quantdesk.core.errors import printable
 from quantdesk.core.jobs import CancelToken, Job, Progress, ProgressCallback
 
 FAMILIES: list[type[Family]] = [
@@ -161,7 +162,8 @@ def family_for(folder: Path, config: dict[str, Any]) -> Family:
         arch = text["architectures"][0]
     if not isinstance(arch, str) or arch not in ARCHITECTURES:  # config.json may hold anything
         raise ConvertError(
-            f"architecture {arch or '(none given)'} is not supported; supported: {', '.join(supported_architectures())}"
+            f"architecture {printable(arch or '(none given)')} is not supported; "
+            f"supported: {', '.join(supported_architectures())}"
         )
     return ARCHITECTURES[arch](folder, config)
 

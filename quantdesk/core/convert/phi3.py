@@ -38,6 +38,13 @@ class Phi3Family(Family):
     def check_values(self) -> None:
         """LongRoPE's factor lists too: a string, a nested list or a null inside reached numpy."""
         super().check_values()
+        # Phi-3 reads both (the second through the RoPE settings, which take it from config.json)
+        for key, value in (
+            ("max_position_embeddings", self.hp.get("max_position_embeddings")),
+            ("original_max_position_embeddings", self.rope.get("original_max_position_embeddings")),
+        ):
+            if value is None:
+                raise ConvertError(f"config.json: {key} is missing (or null)")
         for key in ("long_factor", "short_factor"):
             value = self.rope.get(key)
             if value is not None and (not isinstance(value, list) or not all(map(is_float32, value))):

@@ -123,7 +123,12 @@ def _parse_entry(path: Path, name: str, meta: object, data_start: int, size: int
     if not isinstance(meta, dict):
         raise ConvertError(bad)
     dtype, shape, offsets = meta.get("dtype"), meta.get("shape"), meta.get("data_offsets")
-    if dtype not in KNOWN_DTYPES or not isinstance(shape, list) or not isinstance(offsets, list):
+    if (
+        not isinstance(dtype, str)
+        or dtype not in KNOWN_DTYPES
+        or not isinstance(shape, list)
+        or not isinstance(offsets, list)
+    ):
         raise ConvertError(bad)
     if len(offsets) != 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in [*offsets, *shape]
