@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx2 as httpx
 import openai
 import pytest
@@ -159,6 +161,10 @@ def test_every_request_is_logged(server):
     post(
         server, "/v1/chat/completions", json={"model": "no-such-model", "messages": [{"role": "user", "content": "x"}]}
     )
+    # An entry is added once the response has gone out, so it can trail the client's view by a moment.
+    deadline = time.monotonic() + 10
+    while len(server.log.since(before)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     entries = server.log.since(before)
     assert [(e.method, e.path, e.status) for e in entries] == [
         ("GET", "/health", 200),
