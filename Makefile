@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.quantdesk-installed
 NATIVE := $(wildcard native/*.c native/*.h native/include/*.h native/build_kquant.py)
 
-.PHONY: install run test test-python bench lint native clean test-native test-neon test-portable
+.PHONY: install run test test-python bench lint native clean test-native test-neon test-portable fuzz
 
 install: $(STAMP)
 
@@ -32,6 +32,14 @@ test: install
 
 bench: install
 	$(PY) -m bench
+
+# The seeded fuzzer over every reader of untrusted data (tools/fuzz/__main__.py): FUZZ_MINUTES of
+# cases, each in a child process with a time and memory limit; a new finding is shrunk and saved
+# under tests/data/fuzz/ (which `make test` replays). Fails on any finding not marked known.
+FUZZ_MINUTES ?= 3
+FUZZ_SEED    ?= 1
+fuzz: install
+	$(PY) -m tools.fuzz --minutes $(FUZZ_MINUTES) --seed $(FUZZ_SEED)
 
 # Style, types and layer rules (pyproject.toml: [tool.ruff], [tool.mypy], [tool.importlinter]), and
 # the C library compiled with every warning as an error under gcc and, where installed, clang.
