@@ -548,6 +548,7 @@ def _rope_scaling(folder: Path, **changes: object) -> None:
         ("long-with-null", "config.json: rope_scaling.long_factor should be a list of numbers"),
         ("long-with-a-bool", "config.json: rope_scaling.long_factor should be a list of numbers"),
         ("max-position-null", r"config.json: max_position_embeddings is missing \(or null\)"),  # found by tools/fuzz
+        ("intermediate-null", r"config.json: intermediate_size is missing \(or null\)"),  # found by tools/fuzz
     ],
 )
 def test_phi3_rope_settings(pristine_phi3: Path, tmp_path: Path, case: str, match: str) -> None:
@@ -568,6 +569,8 @@ def test_phi3_rope_settings(pristine_phi3: Path, tmp_path: Path, case: str, matc
         _rope_scaling(folder, long_factor=[True] * half)
     elif case == "max-position-null":  # was a TypeError traceback (None / int) in the attention factor
         _edit_config(folder, max_position_embeddings=None)
+    elif case == "intermediate-null":  # gguf's writer took None for an array: a TypeError traceback
+        _edit_config(folder, intermediate_size=None)
     _refused(folder, tmp_path / "out", match)
 
 
@@ -622,3 +625,14 @@ def test_a_generation_config_that_is_not_an_object(pristine_gemma3: Path, tmp_pa
     shutil.copytree(pristine_gemma3, folder)
     (folder / "generation_config.json").write_text(content, encoding="utf-8")
     _refused(folder, tmp_path / "out", "^generation_config.json: not a JSON object$")
+
+
+def test_a_tokenizer_library_error_quoting_the_file_is_escaped(tmp_path: Path, starter_model: Path) -> None:
+    """Found by tools/fuzz: the tokenizers library's message quotes the file ("Unknown tokenizer
+    version '1.0<ESC>[2J'"), and it went into ours raw."""
+    folder = tmp_path / "in" / "tiny-bpe"
+    recipes.tiny_llama_bpe(folder, starter_model)
+    tok = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    tok["version"] = "1.0\x1b[2J\n"
+    (folder / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
+    _refused(folder, tmp_path / "out", r"tokenizer.json: cannot be loaded \(Unknown tokenizer version '1.0\\x1b\[2J")

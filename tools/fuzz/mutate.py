@@ -133,7 +133,8 @@ def _neighbour(rng: random.Random, value: Any) -> Any:
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
-        return rng.choice([0, -value, value + 1, value - 1, value * 2, value * 1000, float(value), str(value)])
+        as_float = float(value) if abs(value) < 1e300 else 1e300
+        return rng.choice([0, -value, value + 1, value - 1, value * 2, value * 1000, as_float, str(value)])
     if isinstance(value, float):
         return rng.choice([0.0, -value, value * 1e30, int(value) if math.isfinite(value) else 0, str(value)])
     if isinstance(value, str):

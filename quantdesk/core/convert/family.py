@@ -74,6 +74,8 @@ class Family:
     gguf_arch: ClassVar[gguf.MODEL_ARCH]
     # hyperparameters transformers' config class fills in when config.json lacks them
     config_defaults: ClassVar[dict[str, Any]] = {}
+    # keys this family's set_parameters writes as they are: null there is "missing", not a default
+    needed_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, folder: Path, config: dict[str, Any]):
         self.folder = folder
@@ -119,6 +121,9 @@ class Family:
         """Every config.json value a family reads, checked once for its type and range before any
         planning: a string, a bool, 2.5 or 1e308 where a count belongs reached the tensor-name map,
         unpermute_rows or gguf's writer (tracebacks, hangs; "x" was even written as a string array)."""
+        for key in self.needed_keys:
+            if self.hp.get(key) is None:
+                raise ConvertError(f"config.json: {key} is missing (or null)")
         for key in COUNT_KEYS:
             check_count("config.json", key, self.hp.get(key), 1)
         for key in COUNT_OR_ZERO_KEYS:

@@ -27,6 +27,15 @@ def plus_one(a: np.ndarray) -> np.ndarray:
 class Gemma2Family(Family):
     hf_architectures = ("Gemma2ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.GEMMA2
+    needed_keys = (
+        "max_position_embeddings",
+        "intermediate_size",
+        "rms_norm_eps",
+        "head_dim",
+        "attn_logit_softcapping",
+        "final_logit_softcapping",
+        "sliding_window",
+    )
     config_defaults = {
         "max_position_embeddings": 8192,
         "rms_norm_eps": 1e-6,

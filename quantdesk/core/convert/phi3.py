@@ -22,6 +22,7 @@ from quantdesk.core.convert.family import Family, PlannedTensor, is_float32
 class Phi3Family(Family):
     hf_architectures = ("Phi3ForCausalLM",)
     gguf_arch = gguf.MODEL_ARCH.PHI3
+    needed_keys = ("intermediate_size", "num_key_value_heads", "rms_norm_eps")
     config_defaults = {
         "max_position_embeddings": 4096,
         "original_max_position_embeddings": 4096,

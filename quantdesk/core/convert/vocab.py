@@ -24,6 +24,7 @@ import gguf
 from quantdesk.core.convert.bpe_pre import CHECK_TEXT, KNOWN_HASHES
 from quantdesk.core.convert.errors import ConvertError
 from quantdesk.core.convert.special_vocab import SpecialVocab
+from quantdesk.core.errors import printable
 
 # sentencepiece's ModelProto.SentencePiece.Type values, which are also GGUF token types.
 SPM_NORMAL, SPM_UNKNOWN, SPM_CONTROL, SPM_USER_DEFINED, SPM_UNUSED, SPM_BYTE = 1, 2, 3, 4, 5, 6
@@ -209,7 +210,8 @@ def bpe_vocab(folder: Path, vocab_size: int | None) -> tuple[list[str], list[int
     try:
         tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     except Exception as e:  # the tokenizers library raises plain Exceptions for bad files
-        raise ConvertError(f"tokenizer.json: cannot be loaded ({str(e).splitlines()[0][:100]})") from None
+        reason = printable((str(e).splitlines() or [type(e).__name__])[0])[:100]  # it may quote the file
+        raise ConvertError(f"tokenizer.json: cannot be loaded ({reason})") from None
     vocab = tok.get_vocab(with_added_tokens=True)
     n = vocab_size or len(vocab)
     if max(vocab.values()) >= n:
