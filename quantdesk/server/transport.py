@@ -82,13 +82,21 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise too_big
         chunks.append(chunk)
+    return parse_json_body(b"".join(chunks))
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """A request body's JSON object; 400 for anything else (not JSON, not an object, nested
+    deeper than Python's parser goes)."""
     try:
-        body = json.loads(b"".join(chunks))
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise bad_request(
             f"We could not parse the JSON body of your request ({e}). The body must be a JSON object.",
             code="invalid_json",
         ) from None
+    except RecursionError:
+        raise bad_request("the JSON body of your request is nested too deeply to read", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
     return body
