@@ -549,6 +549,7 @@ def _rope_scaling(folder: Path, **changes: object) -> None:
         ("long-with-a-bool", "config.json: rope_scaling.long_factor should be a list of numbers"),
         ("max-position-null", r"config.json: max_position_embeddings is missing \(or null\)"),  # found by tools/fuzz
         ("intermediate-null", r"config.json: intermediate_size is missing \(or null\)"),  # found by tools/fuzz
+        ("rope-type-escaped", r"^Phi-3 RoPE scaling type longrope\\u202e\\n is not supported$"),  # found by tools/fuzz
     ],
 )
 def test_phi3_rope_settings(pristine_phi3: Path, tmp_path: Path, case: str, match: str) -> None:
@@ -571,6 +572,8 @@ def test_phi3_rope_settings(pristine_phi3: Path, tmp_path: Path, case: str, matc
         _edit_config(folder, max_position_embeddings=None)
     elif case == "intermediate-null":  # gguf's writer took None for an array: a TypeError traceback
         _edit_config(folder, intermediate_size=None)
+    elif case == "rope-type-escaped":  # the type from the file went into the message raw
+        _rope_scaling(folder, type="longrope\u202e\n")
     _refused(folder, tmp_path / "out", match)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from quantdesk.core.convert import vocab
 from quantdesk.core.convert.errors import ConvertError
 from quantdesk.core.convert.family import Family, PlannedTensor, is_float32
+from quantdesk.core.errors import printable
 
 
 class Phi3Family(Family):
@@ -98,7 +99,7 @@ class Phi3Family(Family):
             return math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0
         if kind == "yarn":
             return 0.1 * math.log(scale) + 1.0 if scale > 1.0 else 1.0
-        raise ConvertError(f"Phi-3 RoPE scaling type {kind or '(missing)'} is not supported")
+        raise ConvertError(f"Phi-3 RoPE scaling type {printable(kind or '(missing)')} is not supported")
 
     def extra_tensors(self) -> list[PlannedTensor]:
         long, short = self.rope.get("long_factor"), self.rope.get("short_factor")
